@@ -1,0 +1,5 @@
+"""`python -m mmeval` (also what `torchrun -m mmeval` runs)."""
+
+from mmeval.cli import main
+
+main()

@@ -1,0 +1,70 @@
+"""The contract every model family under `model_adapters/` fulfils. An adapter never imports a task.
+
+An adapter loads a checkpoint, owns its model's chat template, and answers batches of
+`Request`s: generated text, and next-token probabilities of candidate answers when a request
+names candidates (TRI's vlm-evaluation scores closed-set tasks such as POPE this way).
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+from mmeval.errors import UnknownNameError
+from mmeval.types import Prediction, Request
+
+
+class Adapter(abc.ABC):
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    preferred_protocol: ClassVar[str] = "llava"  # the protocol of the paper that introduced the model
+    options: ClassVar[dict[str, str]] = {}  # --model-args the adapter accepts, with a one-line help each
+
+    @classmethod
+    @abc.abstractmethod
+    def from_args(cls, args: dict[str, str], device: str = "cpu") -> "Adapter":
+        """Build from `--model-args k=v,...` (strings); unknown keys fail with the known ones listed."""
+
+    @abc.abstractmethod
+    def generate(self, requests: Sequence[Request]) -> list[Prediction]:
+        """One Prediction per request, in order. An unreadable image gives that request a
+        Prediction with `error` set; the others are answered."""
+
+    def answer_probabilities(self, requests: Sequence[Request], candidates: Sequence[str]) -> list[dict[str, float]]:
+        """Next-token probabilities of each candidate answer (e.g. "Yes"/"No") after each prompt."""
+        from dataclasses import replace
+
+        asked = [replace(r, generation=replace(r.generation, max_new_tokens=0, candidates=tuple(candidates)))
+                 for r in requests]
+        return [p.candidate_probs or {} for p in self.generate(asked)]
+
+    @abc.abstractmethod
+    def identity(self) -> dict[str, Any]:
+        """What the results file records of the model: name, args, checkpoint, checkpoint_sha256, config."""
+
+    def close(self) -> None:
+        """Release memory held by the model (optional)."""
+
+    @classmethod
+    def check_args(cls, args: dict[str, str]) -> None:
+        unknown = [k for k in args if k not in cls.options]
+        if unknown:
+            known = ", ".join(f"{k} ({v})" for k, v in cls.options.items()) or "none"
+            raise UnknownNameError(f"model {cls.name}: unknown --model-args {', '.join(unknown)}; known: {known}")
+
+
+def sha256_of_path(path: str | Path) -> str:
+    """sha256 over a checkpoint file, or over every file of a checkpoint directory (sorted by
+    relative path, names included), so the results file pins exactly what was evaluated."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        if path.is_dir():
+            h.update(str(f.relative_to(path)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()

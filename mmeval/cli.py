@@ -1,0 +1,186 @@
+"""The `mmeval` command line: run, score, list, report, check (and the commands other modules add)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from mmeval.errors import MMEvalError
+
+
+def parse_kv(text: str | None, option: str) -> dict[str, str]:
+    """`k=v,k2=v2` -> dict; a piece without '=' is an error naming the option."""
+    out: dict[str, str] = {}
+    for piece in filter(None, (p.strip() for p in (text or "").split(","))):
+        if "=" not in piece:
+            raise click.BadParameter(f"expected key=value pairs separated by commas, got {piece!r}", param_hint=option)
+        key, value = piece.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def parse_task_args(text: str | None) -> dict[str, dict[str, str]]:
+    """`--task-args mmvet.judge_url=http://...,textvqa.ocr=true` -> {task: {option: value}}."""
+    out: dict[str, dict[str, str]] = {}
+    for key, value in parse_kv(text, "--task-args").items():
+        if "." not in key:
+            raise click.BadParameter(f"expected TASK.OPTION=VALUE, got {key}={value}", param_hint="--task-args")
+        task, opt = key.split(".", 1)
+        out.setdefault(task, {})[opt] = value
+    return out
+
+
+class MMEvalGroup(click.Group):
+    """Turns the harness's own errors into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except MMEvalError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=MMEvalGroup)
+@click.version_option(package_name="mmeval")
+def main() -> None:
+    """mmeval: evaluate, train and gate multimodal Mamba models (VL-Mamba, Cobra).
+
+    \b
+    Example:
+      mmeval run --model vl-mamba --tasks pope,gqa
+    """
+
+
+@main.command()
+@click.option("--model", required=True, help="Model name (see `mmeval list models`).")
+@click.option("--model-args", default="", help="k=v,... passed to the model (checkpoint=PATH_OR_ID, dtype=, ...).")
+@click.option("--tasks", required=True, help="Comma-separated task names (see `mmeval list tasks`).")
+@click.option("--protocol", default=None, help="llava | prismatic | lmms-eval (default: the model's own, where the task has it).")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Local data: a folder with one sub-folder per task, or one task's folder. Default: the hub.")
+@click.option("--limit", type=int, default=None, help="Evaluate only the first N documents of each task.")
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu | cuda | cuda:N")
+@click.option("--output", type=click.Path(path_type=Path), default=Path("results/runs"), show_default=True)
+@click.option("--run-name", default=None, help="Run folder name (default: model name + a hash of model and protocol).")
+@click.option("--task-args", default="", help="TASK.OPTION=VALUE,... e.g. mmvet.judge_model=gpt-4-0613")
+@click.option("--bootstrap", type=int, default=1000, show_default=True, help="Bootstrap resamples for 95% CIs (0: none).")
+@click.option("--allow-errors", is_flag=True, help="Exit 0 even when some samples failed (e.g. unreadable images).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def run(model, model_args, tasks, protocol, data, limit, batch_size, device, output, run_name, task_args,
+        bootstrap, allow_errors, no_progress):
+    """Evaluate a model on benchmarks; write per-sample logs and a results file per task.
+
+    \b
+    Writes <output>/<run>/<task>.samples.jsonl (one line per sample, appended as they finish)
+    and <output>/<run>/<task>.json (metrics with 95% CIs, model, config, timings, versions).
+    Re-running the same command resumes: finished samples are not redone.
+
+    \b
+    Example:
+      mmeval run --model vl-mamba --model-args checkpoint=ckpt/vl-mamba --tasks pope,gqa --data data/
+    """
+    from mmeval.runner import RunConfig, Runner
+
+    config = RunConfig(model=model, tasks=[t.strip() for t in tasks.split(",") if t.strip()],
+                       model_args=parse_kv(model_args, "--model-args"), task_args=parse_task_args(task_args),
+                       protocol=protocol, data=data, limit=limit, batch_size=batch_size, device=device,
+                       output=output, run_name=run_name, n_boot=bootstrap, progress=not no_progress)
+    results = Runner(config, log=lambda m: click.echo(m, err=True)).run()
+    click.echo(format_summary(results))
+    n_errors = sum(r["n_errors"] for r in results.values())
+    if n_errors and not allow_errors:
+        click.echo(f"error: {n_errors} sample(s) failed (see the samples files); metrics exclude them", err=True)
+        sys.exit(3)
+
+
+def format_summary(results: dict) -> str:
+    from tabulate import tabulate
+
+    rows = []
+    for name, r in results.items():
+        head = r["headline"]
+        value = r["metrics"].get(head)
+        ci = r.get("ci95", {}).get(head)
+        rows.append([name, r["protocol"], head, "" if value is None else f"{value:.2f}",
+                     "" if not ci else f"[{ci[0]:.2f}, {ci[1]:.2f}]", r["n"], r["n_errors"]])
+    return tabulate(rows, headers=["task", "protocol", "metric", "value", "95% CI", "n", "errors"])
+
+
+@main.command()
+@click.option("--task", required=True, help="Task name.")
+@click.option("--predictions", required=True, type=click.Path(path_type=Path),
+              help='JSONL of {"doc_id": ..., "prediction": ...} (a run\'s samples file works).')
+@click.option("--data", type=click.Path(path_type=Path), default=None, help="Local data folder (default: the hub).")
+@click.option("--protocol", default=None, help="Protocol to score under (default: the task's default).")
+@click.option("--task-args", default="", help="OPTION=VALUE,... for the task (e.g. judge_url=...).")
+@click.option("--output", type=click.Path(path_type=Path), default=None, help="Write the results JSON here too.")
+@click.option("--bootstrap", type=int, default=1000, show_default=True)
+def score(task, predictions, data, protocol, task_args, output, bootstrap):
+    """Score saved predictions without a model (rescoring, or another system's outputs).
+
+    \b
+    Example:
+      mmeval score --task pope --predictions results/runs/mock_1a2b/pope.samples.jsonl --data data/ --protocol lmms-eval
+    """
+    from mmeval.registry import check_protocol_name, get_task
+    from mmeval.rescore import score_file
+    from mmeval.results import write_json_atomic
+
+    t = get_task(task, **parse_kv(task_args, "--task-args"))
+    proto = t.check_protocol(check_protocol_name(protocol)) if protocol else t.default_protocol
+    summary, _ = score_file(t, proto, predictions, data, n_boot=bootstrap)
+    if output:
+        write_json_atomic(output, summary)
+    click.echo(format_summary({task: summary}))
+    click.echo(json.dumps(summary["metrics"], indent=1))
+
+
+@main.command(name="list")
+@click.argument("what", type=click.Choice(["tasks", "models", "protocols"]))
+def list_(what):
+    """List the tasks (with their protocols), the models (with their options), or the protocols.
+
+    \b
+    Example:
+      mmeval list tasks
+    """
+    from mmeval.registry import model_classes, task_classes
+    from mmeval.task import PROTOCOLS
+
+    if what == "tasks":
+        for name, cls in task_classes().items():
+            protos = ", ".join(p + ("*" if p == cls.default_protocol else "") for p in cls.protocols)
+            click.echo(f"{name:15s} {protos:32s} {cls.description}")
+    elif what == "models":
+        for name, cls in model_classes().items():
+            click.echo(f"{name:10s} {cls.description}")
+            for opt, text in cls.options.items():
+                click.echo(f"    {opt}: {text}")
+    else:
+        for p in PROTOCOLS:
+            click.echo(p)
+
+
+def _add_optional_commands() -> None:
+    """Commands owned by other modules (reports, finetune, bench, synth)."""
+    import importlib
+
+    for module, names in (("mmeval.report.commands", ("report", "check")),):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        for name in names:
+            if hasattr(mod, name):
+                main.add_command(getattr(mod, name), name=name)
+
+
+_add_optional_commands()
+
+if __name__ == "__main__":
+    main()

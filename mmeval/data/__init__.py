@@ -1,0 +1,1 @@
+"""Dataset sources: parquet (lmms-lab layout, through `datasets`), official raw files, images."""

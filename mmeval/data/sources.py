@@ -1,0 +1,132 @@
+"""Where a task's rows come from: a local folder of parquet files (the lmms-lab layout), a hub id
+(only when online), or official raw files; plus the checks that name what is missing.
+
+Parquet is read through `datasets` with image columns left encoded, so images are decoded lazily
+(and in a prefetch thread) rather than all at load time.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from mmeval.errors import DataError
+from mmeval.types import ImageRef
+
+
+def task_data_dir(task_name: str, data: str | Path | None) -> Path | None:
+    """`--data DIR` may hold one folder per task (`DIR/pope/...`) or be the task's own folder."""
+    if data is None:
+        return None
+    root = Path(data).expanduser()
+    if not root.exists():
+        raise DataError(f"--data {root}: no such directory")
+    sub = root / task_name
+    return sub if sub.is_dir() else root
+
+
+def parquet_files(directory: Path, split: str | None = None) -> list[Path]:
+    """Parquet files of a split in the lmms-lab layout (`data/<split>-0000x-of-0000y.parquet`)."""
+    files = sorted(p for p in directory.rglob("*.parquet") if p.is_file())
+    if split is not None:
+        chosen = [p for p in files if p.name.startswith(split) or p.parent.name == split]
+        if chosen:
+            files = chosen
+        elif any(p.name.split("-")[0] != p.stem for p in files):
+            # The folder names its splits, and none is the one asked for.
+            names = sorted({p.name.split("-")[0] for p in files})
+            raise DataError(f"{directory}: no parquet files for split '{split}' (found splits: {', '.join(names)})")
+    return files
+
+
+def check_columns(columns: Iterable[str], required: Sequence[str], where: str) -> None:
+    missing = [c for c in required if c not in set(columns)]
+    if missing:
+        raise DataError(f"{where}: missing column(s) {', '.join(missing)} (expected {', '.join(required)})")
+
+
+def _undecoded(ds):
+    """Leave image columns as {'bytes', 'path'} dicts: decoding happens per sample, later."""
+    from datasets import Image as HFImage
+
+    for name, feature in ds.features.items():
+        if isinstance(feature, HFImage):
+            ds = ds.cast_column(name, HFImage(decode=False))
+    return ds
+
+
+def read_parquet_dir(directory: Path, required: Sequence[str], split: str | None = None):
+    """Rows of a local parquet folder as a `datasets.Dataset`, after checking the columns."""
+    import datasets
+
+    files = parquet_files(directory, split)
+    if not files:
+        raise DataError(f"{directory}: no .parquet files found (expected the lmms-lab layout, e.g. data/{split or 'test'}-00000-of-00001.parquet)")
+    try:
+        ds = datasets.load_dataset("parquet", data_files=[str(p) for p in files], split="train")
+    except Exception as exc:
+        raise DataError(f"{directory}: cannot read parquet files: {type(exc).__name__}: {exc}") from exc
+    check_columns(ds.column_names, required, f"{files[0]}")
+    return _undecoded(ds)
+
+
+def read_hub(hub_id: str, split: str, required: Sequence[str], task_name: str, config: str | None = None):
+    """Rows of a hub dataset; offline, a one-line error saying where to put the files instead."""
+    hint = (f"task {task_name}: no --data given and the dataset {hub_id} could not be loaded from the hub; "
+            f"download it (huggingface-cli download {hub_id} --repo-type dataset --local-dir DIR) and pass --data DIR")
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
+        raise DataError(hint + " (offline mode is set)")
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(hub_id, config, split=split)
+    except Exception as exc:
+        raise DataError(f"{hint} ({type(exc).__name__})") from exc
+    check_columns(ds.column_names, required, hub_id)
+    return _undecoded(ds)
+
+
+def image_ref(cell: Any, source: str, root: Path | None = None) -> ImageRef:
+    """An ImageRef from a parquet image cell ({'bytes','path'}), raw bytes, base64 text or a path."""
+    if isinstance(cell, dict):
+        if cell.get("bytes"):
+            return ImageRef(source=source, data=cell["bytes"])
+        if cell.get("path"):
+            path = Path(cell["path"])
+            return ImageRef(source=source, path=str(root / path if root and not path.is_absolute() else path))
+        return ImageRef(source=source)
+    if isinstance(cell, (bytes, bytearray)):
+        return ImageRef(source=source, data=bytes(cell))
+    if isinstance(cell, str):
+        if root is not None and (root / cell).exists():
+            return ImageRef(source=source, path=str(root / cell))
+        try:
+            return ImageRef(source=source, data=base64.b64decode(cell, validate=True))
+        except Exception:
+            return ImageRef(source=source, path=str(root / cell) if root else cell)
+    return ImageRef(source=source)
+
+
+def read_json(path: Path, what: str) -> Any:
+    if not path.is_file():
+        raise DataError(f"{path}: missing ({what})")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def read_jsonl(path: Path, what: str) -> list[dict]:
+    if not path.is_file():
+        raise DataError(f"{path}: missing ({what})")
+    rows = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{i}: not valid JSON ({exc})") from exc
+    return rows

@@ -1,0 +1,1 @@
+"""Pure scoring functions: each takes predictions and references and returns numbers."""

@@ -1,0 +1,75 @@
+"""The task registry and the model registry.
+
+Built-in tasks are the `Task` subclasses found in the modules of the top-level `tasks/` package,
+built-in models the `Adapter` subclasses in `model_adapters/`; adding one is adding one module.
+Third-party packages plug in through the entry-point groups `mmeval.tasks` and `mmeval.models`
+(each entry point names a Task or Adapter subclass). Nothing is registered at import time: the
+maps are built on first use and cached.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import pkgutil
+import warnings
+from importlib.metadata import entry_points
+
+from mmeval.adapter import Adapter
+from mmeval.errors import UnknownNameError
+from mmeval.task import PROTOCOLS, Task
+
+
+def _discover(package: str, base: type, group: str) -> dict[str, type]:
+    found: dict[str, type] = {}
+    pkg = importlib.import_module(package)
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+        if info.name.startswith("_"):
+            continue
+        module_name = f"{package}.{info.name}"
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:  # an optional dependency is missing: that entry is unavailable
+            warnings.warn(f"{module_name} not available: {exc}")
+            continue
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, base) and cls.__module__ == module_name and not inspect.isabstract(cls) \
+                    and getattr(cls, "name", None):
+                found[cls.name] = cls
+    for ep in entry_points(group=group):
+        cls = ep.load()
+        if not (inspect.isclass(cls) and issubclass(cls, base)):
+            raise TypeError(f"entry point {group}:{ep.name} -> {ep.value} is not a {base.__name__} subclass")
+        found[getattr(cls, "name", ep.name)] = cls
+    return dict(sorted(found.items()))
+
+
+@functools.cache
+def task_classes() -> dict[str, type[Task]]:
+    return _discover("tasks", Task, "mmeval.tasks")
+
+
+@functools.cache
+def model_classes() -> dict[str, type[Adapter]]:
+    return _discover("model_adapters", Adapter, "mmeval.models")
+
+
+def get_task(name: str, **options: str) -> Task:
+    classes = task_classes()
+    if name not in classes:
+        raise UnknownNameError(f"unknown task '{name}'; known tasks: {', '.join(classes)}")
+    return classes[name](**options)
+
+
+def get_model_class(name: str) -> type[Adapter]:
+    classes = model_classes()
+    if name not in classes:
+        raise UnknownNameError(f"unknown model '{name}'; known models: {', '.join(classes)}")
+    return classes[name]
+
+
+def check_protocol_name(name: str) -> str:
+    if name not in PROTOCOLS:
+        raise UnknownNameError(f"unknown protocol '{name}'; known protocols: {', '.join(PROTOCOLS)}")
+    return name

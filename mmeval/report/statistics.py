@@ -1,0 +1,286 @@
+"""Bootstrap confidence intervals and paired tests over per-sample scores (numpy only).
+
+* :func:`bootstrap_ci` -- percentile bootstrap of any aggregate over per-sample records; the core
+  runner imports it to write ``ci95``.  Index resampling with a seeded ``numpy.random.Generator``;
+  a vectorised path when the statistic is the mean of one numeric field (:func:`mean_of`) or the
+  input is already numeric.
+* :func:`paired_scores` -- align two runs' samples on common doc_ids.
+* :func:`paired_bootstrap` -- bootstrap of the mean difference (b - a) with one-sided p-values;
+  :func:`paired_bootstrap_statistic` does the same for any aggregate (the task's own metric).
+* :func:`sign_test` -- exact (or normal-approximation) sign test; on 0/1 scores it is McNemar's
+  exact test on the discordant pairs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+#: Upper bound on n_boot * n elements materialised at once by the vectorised paths.
+_CHUNK_ELEMENTS = 4_000_000
+
+
+# --------------------------------------------------------------------------- statistics
+class MeanOf:
+    """Statistic 'scale * mean(record[field])', recognised by :func:`bootstrap_ci`'s fast path."""
+
+    def __init__(self, field: str, scale: float = 1.0, name: str | None = None):
+        self.field, self.scale, self.name = field, float(scale), name or field
+
+    def values(self, records: Sequence[Any]) -> np.ndarray:
+        return np.asarray([_get(r, self.field) for r in records], dtype=float)
+
+    def __call__(self, records: Sequence[Any]) -> dict[str, float]:
+        v = self.values(records)
+        return {self.name: float(self.scale * v.mean()) if v.size else float("nan")}
+
+
+def mean_of(field: str, scale: float = 1.0, name: str | None = None) -> MeanOf:
+    """E.g. ``mean_of("correct", 100, "accuracy")``: accuracy in percent from 0/1 scores.
+
+    ``field`` may be dotted (``"scores.correct"``) to reach into nested records.
+    """
+    return MeanOf(field, scale, name)
+
+
+def _get(record: Any, dotted: str) -> Any:
+    x = record
+    for part in dotted.split("."):
+        x = x[part]
+    return x
+
+
+def _resample_means(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Means of n_boot index resamples of ``values``, in chunks to bound memory."""
+    n = values.shape[0]
+    out = np.empty(n_boot, dtype=float)
+    step = max(1, _CHUNK_ELEMENTS // max(n, 1))
+    for s in range(0, n_boot, step):
+        m = min(step, n_boot - s)
+        idx = rng.integers(0, n, size=(m, n))
+        out[s : s + m] = values[idx].mean(axis=1)
+    return out
+
+
+def _interval(draws: np.ndarray, alpha: float) -> tuple[float, float]:
+    draws = draws[np.isfinite(draws)]
+    if draws.size == 0:
+        return (float("nan"), float("nan"))
+    lo, hi = np.percentile(draws, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return (float(lo), float(hi))
+
+
+def bootstrap_ci(
+    values_or_records: Sequence[Any] | np.ndarray,
+    statistic: Callable[[Sequence[Any]], Mapping[str, float] | float] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict[str, tuple[float, float]]:
+    """Percentile-bootstrap ``1 - alpha`` intervals of every metric ``statistic`` returns.
+
+    ``values_or_records``: per-sample records (any objects) or numbers.  ``statistic``: takes a
+    list of records and returns ``{metric: value}`` (a bare number is named "value"); ``None``
+    means the plain mean of numeric input (named "mean").  Returns ``{metric: (lo, hi)}``; metrics
+    whose value is not numeric are skipped.  Same seed, same input -> same interval.
+    """
+    if n_boot < 1:
+        raise ValueError("n_boot must be >= 1")
+    rng = np.random.default_rng(seed)
+    n = len(values_or_records)
+    if n == 0:
+        return {}
+
+    # fast paths: mean of numbers, or mean of one numeric field
+    if statistic is None or isinstance(statistic, MeanOf):
+        if statistic is None:
+            vals, scale, name = np.asarray(values_or_records, dtype=float), 1.0, "mean"
+        else:
+            vals, scale, name = statistic.values(values_or_records), statistic.scale, statistic.name
+        return {name: _interval(scale * _resample_means(vals, n_boot, rng), alpha)}
+
+    records = np.empty(n, dtype=object)  # object array: fancy indexing without a Python loop
+    for i, r in enumerate(values_or_records):
+        records[i] = r
+    draws: dict[str, list[float]] = {}
+    step = max(1, _CHUNK_ELEMENTS // n)
+    for s in range(0, n_boot, step):
+        idx = rng.integers(0, n, size=(min(step, n_boot - s), n))
+        for row in idx:
+            stats = statistic(records[row].tolist())
+            if not isinstance(stats, Mapping):
+                stats = {"value": stats}
+            for k, v in stats.items():
+                if isinstance(v, (int, float, np.number)) and not isinstance(v, bool):
+                    draws.setdefault(k, []).append(float(v))
+    return {k: _interval(np.asarray(v, dtype=float), alpha) for k, v in draws.items()}
+
+
+# --------------------------------------------------------------------------- paired tests
+def sample_score(sample: Mapping[str, Any], metric: str | None) -> float | None:
+    """``scores[metric]`` when numeric, else ``scores["correct"]``; None when neither is numeric."""
+    scores = sample.get("scores") or {}
+    for key in ((metric, "correct") if metric else ("correct",)):
+        v = scores.get(key) if key else None
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            return float(v)
+        if isinstance(v, bool):
+            return float(v)
+    return None
+
+
+def score_field(samples: Sequence[Mapping[str, Any]], metric: str | None) -> str:
+    """Which per-sample field :func:`sample_score` mostly uses for ``metric`` on these samples."""
+    if metric:
+        for s in samples:
+            v = (s.get("scores") or {}).get(metric)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return metric
+    return "correct"
+
+
+@dataclass
+class Paired:
+    doc_ids: list[str]
+    a: np.ndarray
+    b: np.ndarray
+    n_a: int  # usable samples in a
+    n_b: int  # usable samples in b
+
+
+def paired_scores(samples_a: Sequence[Mapping[str, Any]], samples_b: Sequence[Mapping[str, Any]],
+                  metric: str | None = None) -> Paired:
+    """Per-sample scores of the two runs on their common doc_ids (errored samples excluded)."""
+
+    def table(samples):
+        out = {}
+        for s in samples:
+            if s.get("error"):
+                continue
+            v = sample_score(s, metric)
+            if v is not None:
+                out[str(s.get("doc_id"))] = v
+        return out
+
+    ta, tb = table(samples_a), table(samples_b)
+    common = sorted(set(ta) & set(tb))
+    return Paired(common, np.array([ta[d] for d in common], dtype=float),
+                  np.array([tb[d] for d in common], dtype=float), len(ta), len(tb))
+
+
+@dataclass
+class PairedBootstrap:
+    mean_diff: float  # mean(b - a) * scale
+    ci: tuple[float, float]  # percentile interval of the mean difference, scaled
+    p_greater: float  # one-sided: P(diff <= margin) under resampling -> small = b significantly above a + margin
+    p_less: float  # one-sided: small = b significantly below a + margin
+    p_two_sided: float
+    n: int
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0,
+                     alpha: float = 0.05, scale: float = 1.0, margin: float = 0.0) -> PairedBootstrap:
+    """Paired bootstrap of ``scale * mean(b - a)`` over the same samples.
+
+    ``margin`` shifts the one-sided nulls: ``p_less`` is the bootstrap p-value of
+    "H0: diff >= margin" against "diff < margin" (use ``margin=-max_drop`` to test for a drop
+    larger than ``max_drop``).  p-values use the (count + 1) / (n_boot + 1) convention, so they
+    are never 0.  ``p_two_sided`` tests diff = 0.
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError("paired_bootstrap needs two non-empty arrays of the same length")
+    d = b - a
+    rng = np.random.default_rng(seed)
+    draws = scale * _resample_means(d, n_boot, rng)
+    return _paired_result(float(scale * d.mean()), draws, alpha, margin, int(d.size))
+
+
+def paired_bootstrap_statistic(records_a: Sequence[Any], records_b: Sequence[Any],
+                               statistic: Callable[[list[Any]], float], n_boot: int = 2000, seed: int = 0,
+                               alpha: float = 0.05, margin: float = 0.0) -> PairedBootstrap:
+    """Paired bootstrap of ``statistic(b) - statistic(a)`` for any aggregate (F1, MME score, ...).
+
+    ``records_a[i]`` and ``records_b[i]`` must be the same document; each resample draws the
+    same indices for both runs.  Resamples where the statistic fails or is not finite are dropped.
+    """
+    n = len(records_a)
+    if n == 0 or n != len(records_b):
+        raise ValueError("paired_bootstrap_statistic needs two non-empty aligned sequences")
+    A, B = np.empty(n, dtype=object), np.empty(n, dtype=object)
+    for i in range(n):
+        A[i], B[i] = records_a[i], records_b[i]
+    rng = np.random.default_rng(seed)
+    draws = np.empty(n_boot, dtype=float)
+    for k in range(n_boot):
+        idx = rng.integers(0, n, size=n)
+        try:
+            draws[k] = float(statistic(B[idx].tolist())) - float(statistic(A[idx].tolist()))
+        except (ArithmeticError, ValueError, KeyError, TypeError):
+            draws[k] = np.nan
+    point = float(statistic(list(records_b))) - float(statistic(list(records_a)))
+    return _paired_result(point, draws[np.isfinite(draws)], alpha, margin, n)
+
+
+def _paired_result(mean: float, draws: np.ndarray, alpha: float, margin: float, n: int) -> PairedBootstrap:
+    """Shift-to-null bootstrap p-values: ``draws - mean`` approximates the null's spread."""
+    m = draws.size
+    if m == 0:
+        nan = float("nan")
+        return PairedBootstrap(mean, (nan, nan), nan, nan, nan, n)
+    centred = draws - mean
+    p_less = (np.sum(centred + margin <= mean) + 1) / (m + 1)  # H0: diff >= margin
+    p_greater = (np.sum(centred + margin >= mean) + 1) / (m + 1)  # H0: diff <= margin
+    p_two = (np.sum(np.abs(centred) >= abs(mean)) + 1) / (m + 1)
+    return PairedBootstrap(mean, _interval(draws, alpha), float(p_greater), float(p_less),
+                           float(min(1.0, p_two)), n)
+
+
+def _binom_cdf(k: int, n: int) -> float:
+    """P(X <= k) for X ~ Binomial(n, 1/2), exact via log-space sums."""
+    if k < 0:
+        return 0.0
+    if k >= n:
+        return 1.0
+    i = np.arange(0, k + 1)
+    logs = (math.lgamma(n + 1) - np.array([math.lgamma(x + 1) + math.lgamma(n - x + 1) for x in i])
+            - n * math.log(2))
+    m = logs.max()
+    return float(min(1.0, math.exp(m) * np.exp(logs - m).sum()))
+
+
+@dataclass
+class SignTest:
+    n_up: int  # pairs where b > a
+    n_down: int  # pairs where b < a
+    p_two_sided: float
+    p_less: float  # one-sided: small = b tends to be below a
+    exact: bool
+
+
+def sign_test(a: np.ndarray, b: np.ndarray, exact_up_to: int = 100_000) -> SignTest:
+    """Sign test on the non-zero paired differences; McNemar's exact test for 0/1 scores.
+
+    Exact binomial(1/2) tails up to ``exact_up_to`` discordant pairs, else the normal
+    approximation with continuity correction.
+    """
+    d = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+    up, down = int(np.sum(d > 0)), int(np.sum(d < 0))
+    n = up + down
+    if n == 0:
+        return SignTest(up, down, 1.0, 1.0, True)
+    if n <= exact_up_to:
+        p_less = _binom_cdf(up, n)  # few 'up' pairs -> b below a
+        p_two = min(1.0, 2 * _binom_cdf(min(up, down), n))
+        return SignTest(up, down, p_two, p_less, True)
+    z_less = (up + 0.5 - n / 2) / math.sqrt(n / 4)
+    z_two = (min(up, down) + 0.5 - n / 2) / math.sqrt(n / 4)
+    phi = lambda z: 0.5 * math.erfc(-z / math.sqrt(2))  # noqa: E731
+    return SignTest(up, down, min(1.0, 2 * phi(z_two)), phi(z_less), False)
+
+
+def is_binary(*arrays: np.ndarray) -> bool:
+    return all(np.isin(np.asarray(x), (0.0, 1.0)).all() for x in arrays)

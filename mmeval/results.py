@@ -1,0 +1,113 @@
+"""Result files: the per-task samples log (appended as samples finish, resumable after any
+interruption, kill -9 included), the per-task results JSON (written atomically), the run manifest
+that keeps a changed model, protocol or generation config out of an old run, and fingerprints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+from mmeval.errors import RunError
+from mmeval.types import SampleRecord
+
+
+def fingerprint(obj: Any, length: int = 16) -> str:
+    """A stable short hash of JSON-able data."""
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over the target: a reader
+    (or a crash) sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=2, sort_keys=False, default=str)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class SamplesLog:
+    """`<task>.samples.jsonl`: one JSON line per finished sample, appended and flushed per batch.
+
+    On open, a torn last line (the process died mid-write) is cut off, so appends continue on a
+    clean line boundary. When a doc_id appears twice (an errored sample retried), the last wins.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fh = None
+
+    def read(self) -> dict[str, SampleRecord]:
+        records: dict[str, SampleRecord] = {}
+        if not self.path.exists():
+            return records
+        with open(self.path, "rb") as fh:
+            data = fh.read()
+        good_end = data.rfind(b"\n") + 1
+        for n, line in enumerate(data[:good_end].splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rec = SampleRecord.from_json(json.loads(line))
+            except (json.JSONDecodeError, KeyError) as exc:
+                raise RunError(f"{self.path}:{n}: corrupt sample line ({exc}); move the file away to start over")
+            records[rec.doc_id] = rec
+        if good_end != len(data):  # torn tail from an interrupted write
+            with open(self.path, "r+b") as fh:
+                fh.truncate(good_end)
+        return records
+
+    def append(self, records: Iterable[SampleRecord]) -> None:
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "a", encoding="utf-8")
+        for rec in records:
+            self._fh.write(json.dumps(rec.to_json(), ensure_ascii=False, default=str) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+class RunManifest:
+    """`run.json`: the model identity a run directory belongs to and each task's fingerprint
+    (protocol, generation config, task version). Resuming with anything different is refused."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / "run.json"
+        self.data: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def bind_model(self, model_fp: str, identity: dict[str, Any]) -> None:
+        old = self.data.get("model_fingerprint")
+        if old is not None and old != model_fp:
+            raise RunError(f"{self.path.parent}: this run directory holds results of a different model or "
+                           f"checkpoint ({self.data.get('model', {}).get('name')}); choose another --run-name or --output")
+        self.data["model_fingerprint"] = model_fp
+        self.data["model"] = identity
+        self.data.setdefault("tasks", {})
+
+    def bind_task(self, task: str, task_fp: str, description: dict[str, Any]) -> None:
+        tasks = self.data.setdefault("tasks", {})
+        old = tasks.get(task)
+        if old is not None and old["fingerprint"] != task_fp:
+            raise RunError(f"{self.path.parent}: task {task} was run here with a different protocol, generation "
+                           f"config or task version ({old['description']}); choose another --run-name or --output")
+        tasks[task] = {"fingerprint": task_fp, "description": description}
+        write_json_atomic(self.path, self.data)

@@ -1,0 +1,72 @@
+"""The contract every benchmark module under `tasks/` fulfils. A task never imports a model.
+
+A task loads its documents, turns each into a `Request` under a protocol (prompt suffix and
+generation settings as the paper that used the protocol did), scores one prediction into a dict
+of per-sample values, and aggregates those dicts into metrics. Protocols:
+
+- `llava`: LLaVA-1.5's eval scripts and prompts (VL-Mamba's evaluation),
+- `prismatic`: TRI's vlm-evaluation harnesses (Cobra's evaluation),
+- `lmms-eval`: lmms-eval's task definitions.
+
+Metrics are in the units the papers print: percentages for rates, raw scores for MME.
+"""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+from mmeval.errors import UnknownNameError
+from mmeval.types import Doc, Prediction, Request
+
+PROTOCOLS = ("llava", "prismatic", "lmms-eval")
+
+
+class Task(abc.ABC):
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    protocols: ClassVar[tuple[str, ...]] = ("llava", "lmms-eval")
+    default_protocol: ClassVar[str] = "llava"
+    version: ClassVar[str] = "1"  # bump when prompts or scoring change, so old runs don't resume into new ones
+
+    def __init__(self, **options: str) -> None:
+        """Task options come from `--task-args k=v,...` (e.g. a judge endpoint); unknown ones fail."""
+        if options:
+            raise UnknownNameError(f"task {self.name} takes no options (got: {', '.join(options)})")
+
+    def check_protocol(self, protocol: str) -> str:
+        if protocol not in self.protocols:
+            raise UnknownNameError(
+                f"task {self.name} has no protocol '{protocol}' (it has: {', '.join(self.protocols)})")
+        return protocol
+
+    @abc.abstractmethod
+    def load_docs(self, data: Path | None) -> list[Doc]:
+        """All documents; `data` is this task's local folder, or None for the hub copy."""
+
+    @abc.abstractmethod
+    def request(self, doc: Doc, protocol: str) -> Request:
+        """The request for one document under a protocol."""
+
+    @abc.abstractmethod
+    def score(self, doc: Doc, prediction: Prediction, protocol: str) -> dict[str, Any]:
+        """Per-sample values; must include 'correct' (the main per-sample score, 0..1)
+        and whatever `aggregate` needs (category, parsed answer, ...)."""
+
+    @abc.abstractmethod
+    def aggregate(self, scores: Sequence[dict[str, Any]], protocol: str) -> dict[str, float]:
+        """Metrics from the per-sample dicts of every scored document."""
+
+    @abc.abstractmethod
+    def headline(self, protocol: str) -> str:
+        """The metric the papers report for this task under this protocol."""
+
+    def ci_metrics(self, protocol: str) -> tuple[str, ...] | None:
+        """Metrics that get bootstrap intervals (None: all of them)."""
+        return None
+
+    def finalize(self, records: Sequence[Any], out_dir: Path, protocol: str) -> dict[str, Any]:
+        """Optional extra outputs after a run (e.g. a submission file for a test server).
+        Returns notes to add to the results file."""
+        return {}
