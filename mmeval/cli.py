@@ -71,8 +71,10 @@ def main() -> None:
 @click.option("--bootstrap", type=int, default=1000, show_default=True, help="Bootstrap resamples for 95% CIs (0: none).")
 @click.option("--allow-errors", is_flag=True, help="Exit 0 even when some samples failed (e.g. unreadable images).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--num-processes", type=int, default=1, show_default=True,
+              help="Data-parallel processes on this machine (one per GPU with --device cuda), through torchrun.")
 def run(model, model_args, tasks, protocol, data, limit, batch_size, device, output, run_name, task_args,
-        bootstrap, allow_errors, no_progress):
+        bootstrap, allow_errors, no_progress, num_processes):
     """Evaluate a model on benchmarks; write per-sample logs and a results file per task.
 
     \b
@@ -83,19 +85,41 @@ def run(model, model_args, tasks, protocol, data, limit, batch_size, device, out
     \b
     Example:
       mmeval run --model vl-mamba --model-args checkpoint=ckpt/vl-mamba --tasks pope,gqa --data data/
+      mmeval run --model cobra --tasks pope --device cuda --num-processes 2   # or: torchrun --nproc-per-node 2 -m mmeval run ...
     """
     from mmeval.runner import RunConfig, Runner
+
+    if num_processes > 1:
+        sys.exit(relaunch_with_torchrun(num_processes))
 
     config = RunConfig(model=model, tasks=[t.strip() for t in tasks.split(",") if t.strip()],
                        model_args=parse_kv(model_args, "--model-args"), task_args=parse_task_args(task_args),
                        protocol=protocol, data=data, limit=limit, batch_size=batch_size, device=device,
                        output=output, run_name=run_name, n_boot=bootstrap, progress=not no_progress)
     results = Runner(config, log=lambda m: click.echo(m, err=True)).run()
+    if not results:  # a non-zero rank under torchrun: rank 0 reports
+        return
     click.echo(format_summary(results))
     n_errors = sum(r["n_errors"] for r in results.values())
     if n_errors and not allow_errors:
         click.echo(f"error: {n_errors} sample(s) failed (see the samples files); metrics exclude them", err=True)
         sys.exit(3)
+
+
+def relaunch_with_torchrun(n: int) -> int:
+    """Run this same command under torchrun with n processes (the option itself dropped)."""
+    import subprocess
+
+    argv, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif a == "--num-processes":
+            skip = True
+        elif not a.startswith("--num-processes="):
+            argv.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}", "-m", "mmeval", *argv]
+    return subprocess.call(cmd)
 
 
 def format_summary(results: dict) -> str:

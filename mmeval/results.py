@@ -86,6 +86,37 @@ class SamplesLog:
             self._fh = None
 
 
+def read_all_samples(run_dir: Path, task: str) -> dict[str, SampleRecord]:
+    """Finished samples of a task: the merged file plus any per-rank files of an unmerged run."""
+    records: dict[str, SampleRecord] = {}
+    for path in [run_dir / f"{task}.samples.jsonl", *sorted(run_dir.glob(f"{task}.samples.rank*.jsonl"))]:
+        for doc_id, rec in SamplesLog(path).read().items():
+            if doc_id not in records or records[doc_id].error is not None:
+                records[doc_id] = rec
+    return records
+
+
+def merge_samples(run_dir: Path, task: str, order: list[str]) -> dict[str, SampleRecord]:
+    """Fold per-rank samples files into `<task>.samples.jsonl` (in document order), atomically."""
+    rank_files = sorted(run_dir.glob(f"{task}.samples.rank*.jsonl"))
+    records = read_all_samples(run_dir, task)
+    if not rank_files:
+        return records
+    position = {d: i for i, d in enumerate(order)}
+    ordered = sorted(records.values(), key=lambda r: (position.get(r.doc_id, len(order)), r.doc_id))
+    target = run_dir / f"{task}.samples.jsonl"
+    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{target.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        for rec in ordered:
+            fh.write(json.dumps(rec.to_json(), ensure_ascii=False, default=str) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+    for f in rank_files:
+        f.unlink()
+    return records
+
+
 class RunManifest:
     """`run.json`: the model identity a run directory belongs to and each task's fingerprint
     (protocol, generation config, task version). Resuming with anything different is refused."""
@@ -103,11 +134,12 @@ class RunManifest:
         self.data["model"] = identity
         self.data.setdefault("tasks", {})
 
-    def bind_task(self, task: str, task_fp: str, description: dict[str, Any]) -> None:
+    def bind_task(self, task: str, task_fp: str, description: dict[str, Any], write: bool = True) -> None:
         tasks = self.data.setdefault("tasks", {})
         old = tasks.get(task)
         if old is not None and old["fingerprint"] != task_fp:
             raise RunError(f"{self.path.parent}: task {task} was run here with a different protocol, generation "
                            f"config or task version ({old['description']}); choose another --run-name or --output")
         tasks[task] = {"fingerprint": task_fp, "description": description}
-        write_json_atomic(self.path, self.data)
+        if write:  # under torchrun only rank 0 writes; every rank checks
+            write_json_atomic(self.path, self.data)

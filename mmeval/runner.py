@@ -17,7 +17,8 @@ from mmeval.adapter import Adapter
 from mmeval.data.sources import task_data_dir
 from mmeval.errors import DataError, RunError
 from mmeval.registry import check_protocol_name, get_model_class, get_task
-from mmeval.results import RunManifest, SamplesLog, fingerprint, write_json_atomic
+from mmeval.distributed import DistContext, init_from_env, shard_by_group
+from mmeval.results import RunManifest, SamplesLog, fingerprint, merge_samples, read_all_samples, write_json_atomic
 from mmeval.scheduler import schedule
 from mmeval.task import Task
 from mmeval.types import Doc, ImageError, Prediction, Request, SampleRecord
@@ -108,6 +109,7 @@ class Runner:
 
     def __init__(self, config: RunConfig, log: Callable[[str], None] = print):
         self.config, self.log = config, log
+        self.dist, self.device = DistContext(), config.device
 
     def plan(self, adapter_cls: type[Adapter]) -> list[TaskPlan]:
         plans = []
@@ -122,39 +124,51 @@ class Runner:
         cfg = self.config
         adapter_cls = get_model_class(cfg.model)
         plans = self.plan(adapter_cls)  # data problems surface before a model is loaded
+        self.dist = init_from_env(cfg.device)
+        self.device = self.dist.device(cfg.device)
         if adapter is None:
-            adapter = adapter_cls.from_args(cfg.model_args, device=cfg.device)
+            adapter = adapter_cls.from_args(cfg.model_args, device=self.device)
         identity = adapter.identity()
         model_fp = fingerprint(identity)
         # the default folder is per model and protocol choice; a fixed --run-name is checked per task
         run_dir = cfg.output / (cfg.run_name or f"{cfg.model}_{fingerprint([identity, cfg.protocol])[:10]}")
         manifest = RunManifest(run_dir)
         manifest.bind_model(model_fp, identity)
-        self.log(f"run directory: {run_dir}")
+        if self.dist.is_main:
+            self.log(f"run directory: {run_dir}")
         results = {}
         for plan in plans:
-            results[plan.task.name] = self._run_task(plan, adapter, identity, run_dir, manifest)
+            summary = self._run_task(plan, adapter, identity, run_dir, manifest)
+            if summary is not None:
+                results[plan.task.name] = summary
         return results
 
     def _run_task(self, plan: TaskPlan, adapter: Adapter, identity: dict, run_dir: Path,
                   manifest: RunManifest) -> dict[str, Any]:
-        cfg, task, protocol = self.config, plan.task, plan.protocol
+        cfg, task, protocol, dist = self.config, plan.task, plan.protocol, self.dist
         description = generation_description(task, protocol, plan.requests)
-        manifest.bind_task(task.name, fingerprint(description), description)
-        log = SamplesLog(run_dir / f"{task.name}.samples.jsonl")
-        done = {k: r for k, r in log.read().items() if r.error is None}
+        manifest.bind_task(task.name, fingerprint(description), description, write=dist.is_main)
+        done = {k: r for k, r in read_all_samples(run_dir, task.name).items() if r.error is None}
         wanted = {d.doc_id for d in plan.docs}
         pending = [i for i, d in enumerate(plan.docs) if d.doc_id not in done]
         resumed = len(wanted & done.keys())
-        self.log(f"{task.name} [{protocol}]: {len(plan.docs)} samples"
-                 + (f", {resumed} already done, {len(pending)} to go" if resumed else ""))
+        if dist.is_main:
+            self.log(f"{task.name} [{protocol}]: {len(plan.docs)} samples"
+                     + (f", {resumed} already done, {len(pending)} to go" if resumed else "")
+                     + (f", on {dist.world_size} processes" if dist.world_size > 1 else ""))
+        if dist.world_size > 1:
+            mine = shard_by_group([plan.requests[i] for i in pending], dist.world_size, dist.rank)
+            pending = [pending[j] for j in mine]
+            log = SamplesLog(run_dir / f"{task.name}.samples.rank{dist.rank}.jsonl")
+        else:
+            log = SamplesLog(run_dir / f"{task.name}.samples.jsonl")
 
-        environment.reset_peak_memory(cfg.device)
+        environment.reset_peak_memory(self.device)
         started = time.perf_counter()
         n_tokens = 0
         requests = [plan.requests[i] for i in pending]
         batches = [[pending[j] for j in b] for b in schedule(requests, cfg.batch_size)]
-        progress = _progress(len(pending), f"{task.name}", cfg.progress)
+        progress = _progress(len(pending), f"{task.name}", cfg.progress and dist.is_main)
         try:
             with ThreadPoolExecutor(max_workers=1) as pool:
                 ahead = pool.submit(_prefetch, [plan.requests[i] for i in batches[0]]) if batches else None
@@ -181,6 +195,11 @@ class Runner:
             progress.close()
             log.close()
         wall = time.perf_counter() - started
+        n_done, n_tokens = dist.sum([len(pending), n_tokens])
+        dist.barrier()
+        if not dist.is_main:
+            return None
+        done.update(merge_samples(run_dir, task.name, [d.doc_id for d in plan.docs]))
 
         records = [done[d.doc_id] for d in plan.docs if d.doc_id in done]
         summary = summarize(task, protocol, records, cfg.n_boot, cfg.seed)
@@ -189,14 +208,15 @@ class Runner:
             "generation": description["generation"],
             "timings": {
                 "wall_s": round(wall, 3),
-                "samples_timed": len(pending),
-                "samples_per_s": round(len(pending) / wall, 3) if pending and wall > 0 else None,
-                "tokens_per_s": round(n_tokens / wall, 3) if pending and wall > 0 else None,
-                "peak_memory_mb": round(environment.peak_memory_mb(cfg.device), 1),
+                "samples_timed": int(n_done),
+                "samples_per_s": round(n_done / wall, 3) if n_done and wall > 0 else None,
+                "tokens_per_s": round(n_tokens / wall, 3) if n_done and wall > 0 else None,
+                "peak_memory_mb": round(environment.peak_memory_mb(self.device), 1),
                 "resumed_samples": resumed,
+                "processes": dist.world_size,
             },
             "versions": environment.library_versions(),
-            "device": environment.device_name(cfg.device),
+            "device": environment.device_name(self.device) + (f" x{dist.world_size}" if dist.world_size > 1 else ""),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "run": run_dir.name,
         })

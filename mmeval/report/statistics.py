@@ -14,8 +14,9 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -149,6 +150,8 @@ class Paired:
     b: np.ndarray
     n_a: int  # usable samples in a
     n_b: int  # usable samples in b
+    scores_a: list = field(default_factory=list)  # the per-sample ``scores`` dicts, aligned
+    scores_b: list = field(default_factory=list)
 
 
 def paired_scores(samples_a: Sequence[Mapping[str, Any]], samples_b: Sequence[Mapping[str, Any]],
@@ -162,20 +165,21 @@ def paired_scores(samples_a: Sequence[Mapping[str, Any]], samples_b: Sequence[Ma
                 continue
             v = sample_score(s, metric)
             if v is not None:
-                out[str(s.get("doc_id"))] = v
+                out[str(s.get("doc_id"))] = (v, s.get("scores") or {})
         return out
 
     ta, tb = table(samples_a), table(samples_b)
     common = sorted(set(ta) & set(tb))
-    return Paired(common, np.array([ta[d] for d in common], dtype=float),
-                  np.array([tb[d] for d in common], dtype=float), len(ta), len(tb))
+    return Paired(common, np.array([ta[d][0] for d in common], dtype=float),
+                  np.array([tb[d][0] for d in common], dtype=float), len(ta), len(tb),
+                  [ta[d][1] for d in common], [tb[d][1] for d in common])
 
 
 @dataclass
 class PairedBootstrap:
     mean_diff: float  # mean(b - a) * scale
     ci: tuple[float, float]  # percentile interval of the mean difference, scaled
-    p_greater: float  # one-sided: P(diff <= margin) under resampling -> small = b significantly above a + margin
+    p_greater: float  # one-sided p of "H0: diff <= margin": small = b significantly above a + margin
     p_less: float  # one-sided: small = b significantly below a + margin
     p_two_sided: float
     n: int
@@ -196,20 +200,20 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int
     d = b - a
     rng = np.random.default_rng(seed)
     draws = scale * _resample_means(d, n_boot, rng)
-    return _paired_result(float(scale * d.mean()), draws, alpha, margin, int(d.size))
+    return paired_result(float(scale * d.mean()), draws, alpha, margin, int(d.size))
 
 
-def paired_bootstrap_statistic(records_a: Sequence[Any], records_b: Sequence[Any],
-                               statistic: Callable[[list[Any]], float], n_boot: int = 2000, seed: int = 0,
-                               alpha: float = 0.05, margin: float = 0.0) -> PairedBootstrap:
-    """Paired bootstrap of ``statistic(b) - statistic(a)`` for any aggregate (F1, MME score, ...).
+def paired_statistic_draws(records_a: Sequence[Any], records_b: Sequence[Any],
+                           statistic: Callable[[list[Any]], float], n_boot: int = 2000,
+                           seed: int = 0) -> tuple[float, np.ndarray]:
+    """Point value and bootstrap draws of ``statistic(b) - statistic(a)`` on aligned records.
 
     ``records_a[i]`` and ``records_b[i]`` must be the same document; each resample draws the
     same indices for both runs.  Resamples where the statistic fails or is not finite are dropped.
     """
     n = len(records_a)
     if n == 0 or n != len(records_b):
-        raise ValueError("paired_bootstrap_statistic needs two non-empty aligned sequences")
+        raise ValueError("paired bootstrap needs two non-empty aligned sequences")
     A, B = np.empty(n, dtype=object), np.empty(n, dtype=object)
     for i in range(n):
         A[i], B[i] = records_a[i], records_b[i]
@@ -222,10 +226,18 @@ def paired_bootstrap_statistic(records_a: Sequence[Any], records_b: Sequence[Any
         except (ArithmeticError, ValueError, KeyError, TypeError):
             draws[k] = np.nan
     point = float(statistic(list(records_b))) - float(statistic(list(records_a)))
-    return _paired_result(point, draws[np.isfinite(draws)], alpha, margin, n)
+    return point, draws[np.isfinite(draws)]
 
 
-def _paired_result(mean: float, draws: np.ndarray, alpha: float, margin: float, n: int) -> PairedBootstrap:
+def paired_bootstrap_statistic(records_a: Sequence[Any], records_b: Sequence[Any],
+                               statistic: Callable[[list[Any]], float], n_boot: int = 2000, seed: int = 0,
+                               alpha: float = 0.05, margin: float = 0.0) -> PairedBootstrap:
+    """:func:`paired_bootstrap` for any aggregate (F1, MME score, ...) instead of a mean."""
+    point, draws = paired_statistic_draws(records_a, records_b, statistic, n_boot, seed)
+    return paired_result(point, draws, alpha, margin, len(records_a))
+
+
+def paired_result(mean: float, draws: np.ndarray, alpha: float, margin: float, n: int) -> PairedBootstrap:
     """Shift-to-null bootstrap p-values: ``draws - mean`` approximates the null's spread."""
     m = draws.size
     if m == 0:
@@ -278,7 +290,7 @@ def sign_test(a: np.ndarray, b: np.ndarray, exact_up_to: int = 100_000) -> SignT
         return SignTest(up, down, p_two, p_less, True)
     z_less = (up + 0.5 - n / 2) / math.sqrt(n / 4)
     z_two = (min(up, down) + 0.5 - n / 2) / math.sqrt(n / 4)
-    phi = lambda z: 0.5 * math.erfc(-z / math.sqrt(2))  # noqa: E731
+    phi = lambda z: 0.5 * math.erfc(-z / math.sqrt(2))
     return SignTest(up, down, min(1.0, 2 * phi(z_two)), phi(z_less), False)
 
 

@@ -1,0 +1,254 @@
+"""Click commands of the reporting layer: ``report`` (paper, ablation, efficiency, compare) and ``check``.
+
+The main CLI attaches them with ``cli.add_command(report)`` and ``cli.add_command(check)``.
+Exit codes of ``check``: 0 no significant regression, 1 regression, 2 unusable inputs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mmeval.report.loading import ResultError, load_results
+
+
+def _split(values: tuple[str, ...] | str | None) -> list[str]:
+    """Accept 'a,b' and repeated options alike."""
+    if not values:
+        return []
+    if isinstance(values, str):
+        values = (values,)
+    return [x.strip() for v in values for x in v.split(",") if x.strip()]
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    click.echo(f"error: {msg}", err=True)
+    click.get_current_context().exit(code)
+
+
+def _write(out: Path, stem: str, texts: dict[str, str]) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext, text in texts.items():
+        p = out / f"{stem}.{ext}"
+        p.write_text(text)
+        paths.append(p)
+    return paths
+
+
+@click.group(name="report")
+def report() -> None:
+    """Paper tables, ablation grids, efficiency plots and paired comparisons from result files.
+
+    \b
+    Examples:
+      mmeval report paper --paper vl-mamba --results results --out reports
+      mmeval report ablation --axes encoder,mmc,scan --metrics pope,gqa
+      mmeval report efficiency --results results --out reports
+      mmeval report compare --a results/run_a --b results/run_b --task pope
+    """
+
+
+@report.command(name="paper")
+@click.option("--paper", "papers", required=True, multiple=True,
+              type=click.Choice(["vl-mamba", "cobra"], case_sensitive=False),
+              help="Which paper's main table (repeatable).")
+@click.option("--results", "results", default="results", show_default=True,
+              type=click.Path(path_type=Path), help="Results root (<results>/<run>/<task>.json).")
+@click.option("--out", "out", default="reports", show_default=True, type=click.Path(path_type=Path),
+              help="Directory for <paper>_main.md/.csv/.tex.")
+@click.option("--ci", is_flag=True, help="Show bootstrap 95% CIs of measured cells.")
+@click.option("--published-dir", type=click.Path(path_type=Path), default=None,
+              help="Override results/published/ (default: the one in this checkout).")
+@click.option("--quiet", is_flag=True, help="Do not print the Markdown table.")
+def paper_cmd(papers, results, out, ci, published_dir, quiet) -> None:
+    """Render a paper's main table: all published rows plus our measured rows.
+
+    A measured row uses only result files with the paper's protocol (VL-Mamba: llava,
+    Cobra: prismatic); each run is one row, marked with run, checkpoint hash and protocol.
+    A missing result is an empty cell.
+
+    \b
+    Example:
+      mmeval report paper --paper vl-mamba --results results --out reports --ci
+      -> reports/vl_mamba_main.md, reports/vl_mamba_main.csv, reports/vl_mamba_main.tex
+    """
+    from mmeval.report.paper_table import write_paper
+
+    res = results if results.exists() else None
+    if res is None:
+        click.echo(f"note: {results} does not exist; rendering published rows only", err=True)
+    for p in papers:
+        try:
+            paths = write_paper(p.lower(), res, out, ci=ci, published_dir=published_dir)
+        except (ResultError, OSError, KeyError, ValueError) as e:
+            _fail(str(e))
+        if not quiet:
+            click.echo(paths[0].read_text())
+        click.echo("wrote " + ", ".join(str(x) for x in paths), err=True)
+
+
+@report.command(name="ablation")
+@click.option("--axes", required=True, multiple=True, help="model.args keys forming the rows, e.g. encoder,mmc,scan.")
+@click.option("--metrics", multiple=True,
+              help="Columns: task (its headline) or task:metric, e.g. pope,gqa,pope:accuracy. Default: all tasks.")
+@click.option("--results", "results", multiple=True, type=click.Path(path_type=Path),
+              help="Results roots, run dirs or task files (repeatable). Default: results.")
+@click.option("--protocol", default=None, help="Only results with this protocol.")
+@click.option("--out", "out", default=None, type=click.Path(path_type=Path),
+              help="Also write ablation_<axes>.md/.csv/.tex here.")
+@click.option("--format", "fmt", type=click.Choice(["md", "csv", "tex"]), default="md", show_default=True)
+def ablation_cmd(axes, metrics, results, protocol, out, fmt) -> None:
+    """Pivot runs over their model arguments; best value per column in bold.
+
+    \b
+    Example:
+      mmeval report ablation --axes encoder,mmc,scan --metrics pope,gqa,mme --protocol llava
+    """
+    from mmeval.report.ablation import build_grid, grid_table
+    from mmeval.report.render import RENDERERS
+
+    ax = _split(axes)
+    try:
+        rs = load_results(list(results) or ["results"])
+    except ResultError as e:
+        _fail(str(e))
+    table = grid_table(build_grid(rs, ax, _split(metrics) or None, protocol))
+    if not table.rows:
+        click.echo("note: no run has any of the requested metrics", err=True)
+    click.echo(RENDERERS[fmt](table), nl=False)
+    if out:
+        paths = _write(out, "ablation_" + "_".join(ax), {k: f(table) for k, f in RENDERERS.items()})
+        click.echo("wrote " + ", ".join(map(str, paths)), err=True)
+
+
+@report.command(name="efficiency")
+@click.option("--results", "results", multiple=True, type=click.Path(path_type=Path),
+              help="Results roots, run dirs or task files (repeatable). Default: results.")
+@click.option("--tasks", multiple=True, help="Only these tasks (comma-separated).")
+@click.option("--protocol", default=None, help="Only results with this protocol.")
+@click.option("--out", "out", default="reports", show_default=True, type=click.Path(path_type=Path),
+              help="Directory for efficiency.md/.csv and efficiency.png.")
+def efficiency_cmd(results, tasks, protocol, out) -> None:
+    """Headline accuracy beside samples/s, tokens/s and peak memory (table + PNG plot).
+
+    \b
+    Example:
+      mmeval report efficiency --results results --tasks pope,gqa --out reports
+      -> reports/efficiency.md, reports/efficiency.csv, reports/efficiency.png
+    """
+    from mmeval.report.efficiency import (
+        efficiency_rows,
+        efficiency_table,
+        plot_efficiency,
+    )
+    from mmeval.report.render import to_csv, to_markdown
+
+    try:
+        rs = load_results(list(results) or ["results"])
+    except ResultError as e:
+        _fail(str(e))
+    rows = efficiency_rows(rs, _split(tasks) or None, protocol)
+    table = efficiency_table(rows)
+    md = to_markdown(table)
+    click.echo(md, nl=False)
+    paths = _write(out, "efficiency", {"md": md, "csv": to_csv(table)})
+    paths.append(plot_efficiency(rows, out / "efficiency.png"))
+    click.echo("wrote " + ", ".join(map(str, paths)), err=True)
+
+
+def _task_result(path: Path, task: str):
+    from mmeval.report.check import CheckError
+    from mmeval.report.loading import load_run, load_task_result
+
+    if path.is_file():
+        r = load_task_result(path)
+        if r.task != task:
+            raise CheckError(f"{path} is task {r.task}, not {task}")
+        return r
+    runs = load_run(path)
+    if task not in runs:
+        raise CheckError(f"missing result file: {path / (task + '.json')}")
+    return runs[task]
+
+
+@report.command(name="compare")
+@click.option("--a", "a", required=True, type=click.Path(path_type=Path), help="Run dir (or task json) A.")
+@click.option("--b", "b", required=True, type=click.Path(path_type=Path), help="Run dir (or task json) B.")
+@click.option("--task", required=True, help="Task to compare, e.g. pope.")
+@click.option("--metric", default=None, help="Metric (default: the task's headline).")
+@click.option("--n-boot", default=2000, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--alpha", default=0.05, show_default=True, type=float)
+@click.option("--method", type=click.Choice(["auto", "aggregate", "mean"]), default="auto", show_default=True,
+              help="aggregate: recompute the task's metric per resample; mean: mean per-sample score.")
+def compare_cmd(a, b, task, metric, n_boot, seed, alpha, method) -> None:
+    """Paired comparison of two runs on the same samples (B minus A).
+
+    Paired bootstrap over common doc_ids of the task's metric (recomputed per resample when the
+    task is registered) or of the mean per-sample score, plus McNemar's exact test (0/1 scores)
+    or a sign test.
+
+    \b
+    Example:
+      mmeval report compare --a results/cobra_base --b results/cobra_ft --task pope
+    """
+    from tabulate import tabulate
+
+    from mmeval.report.check import CheckError, compare_tasks
+
+    try:
+        c = compare_tasks(_task_result(a, task), _task_result(b, task), metric,
+                          alpha=alpha, n_boot=n_boot, seed=seed, method=method)
+    except (CheckError, ResultError) as e:
+        _fail(str(e))
+    unit = "~" if c.approx_scale else ""
+    rows = [
+        ["task / metric", f"{c.task} / {c.metric} (per-sample score: {c.field})"],
+        ["common samples", f"{c.n} (A usable {c.n_a}, B usable {c.n_b})"],
+        ["A (file)", "" if c.value_a is None else f"{c.value_a:.2f}"],
+        ["B (file)", "" if c.value_b is None else f"{c.value_b:.2f}"],
+        ["B - A (paired mean)", f"{unit}{c.diff:+.2f}"],
+        [f"{1 - alpha:.0%} CI (paired bootstrap)", f"[{c.ci[0]:+.2f}, {c.ci[1]:+.2f}]"],
+        ["bootstrap p (two-sided)", f"{c.p_two_sided:.3g}"],
+        [f"{c.test} p (two-sided)", f"{c.sign_p:.3g}"],
+    ]
+    click.echo(tabulate(rows, tablefmt="simple", disable_numparse=True))
+
+
+@click.command(name="check")
+@click.option("--baseline", required=True, type=click.Path(path_type=Path),
+              help="Baseline run dir (or task json), e.g. results/baselines/vl-mamba-pope200.")
+@click.option("--candidate", required=True, type=click.Path(path_type=Path), help="Candidate run dir (or task json).")
+@click.option("--max-drop", default=0.5, show_default=True, type=float,
+              help="Tolerated drop in metric units (percentage points for accuracy-like metrics).")
+@click.option("--alpha", default=0.05, show_default=True, type=float, help="One-sided significance level.")
+@click.option("--metrics", multiple=True, help="Metrics to gate (comma-separated). Default: each task's headline.")
+@click.option("--tasks", multiple=True, help="Tasks to gate (comma-separated). Default: all baseline tasks.")
+@click.option("--n-boot", default=2000, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--method", type=click.Choice(["auto", "aggregate", "mean"]), default="auto", show_default=True,
+              help="aggregate: recompute the task's metric per resample; mean: mean per-sample score.")
+def check(baseline, candidate, max_drop, alpha, metrics, tasks, n_boot, seed, method) -> None:
+    """Fail (exit 1) when the candidate is significantly worse than the baseline.
+
+    Per task metric, a paired bootstrap over the samples with common doc_ids; a metric
+    fails when its drop exceeds --max-drop and the one-sided p-value of "drop <= max-drop" is
+    below --alpha.  Exit 0: pass; 1: regression; 2: unusable inputs (missing files, no common
+    samples, different protocols).
+
+    \b
+    Example:
+      mmeval check --baseline results/baselines/vl-mamba-llava-200 \\
+                   --candidate results/ci/candidate --max-drop 0.5 --tasks pope,gqa
+    """
+    from mmeval.report.check import CheckError, format_report, run_check
+
+    try:
+        rep = run_check(baseline, candidate, max_drop=max_drop, alpha=alpha, metrics=_split(metrics) or None,
+                        tasks=_split(tasks) or None, n_boot=n_boot, seed=seed, method=method)
+    except CheckError as e:
+        _fail(str(e))
+    click.echo(format_report(rep, max_drop, alpha))
+    click.get_current_context().exit(1 if rep.failed else 0)
