@@ -1,0 +1,170 @@
+"""The Mamba-1 mixer and its residual block (mamba_ssm ``Mamba`` / ``Block`` structure and
+parameter names), with a sequence forward (right-padded batches, optional initial state)
+and an in-place single-token decoding step."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import MambaConfig
+from .ops import causal_conv1d, causal_conv1d_step, selective_scan, selective_state_step
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm computed in float32 (as mamba_ssm's fused kernel), output in the weight dtype."""
+
+    def __init__(self, dim: int, eps: float = 1e-5, device=None, dtype=None):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim, device=device, dtype=dtype))
+
+    def forward(self, x: Tensor) -> Tensor:
+        xf = x.float()
+        y = xf * torch.rsqrt(xf.square().mean(-1, keepdim=True) + self.eps)
+        return (y * self.weight.float()).to(self.weight.dtype)
+
+
+class LayerNorm(nn.LayerNorm):
+    """LayerNorm computed in float32, output in the weight dtype (rms_norm=False configs)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        b = self.bias.float() if self.bias is not None else None
+        return F.layer_norm(x.float(), self.normalized_shape, self.weight.float(), b, self.eps).to(self.weight.dtype)
+
+
+def make_norm(cfg: MambaConfig, device=None, dtype=None) -> nn.Module:
+    if cfg.rms_norm:
+        return RMSNorm(cfg.d_model, eps=cfg.norm_epsilon, device=device, dtype=dtype)
+    return LayerNorm(cfg.d_model, eps=cfg.norm_epsilon, device=device, dtype=dtype)
+
+
+class MambaMixer(nn.Module):
+    def __init__(self, cfg: MambaConfig, layer_idx: int = 0, device=None, dtype=None):
+        super().__init__()
+        fk = {"device": device, "dtype": dtype}
+        self.layer_idx = layer_idx
+        self.d_model, self.d_state, self.d_conv = cfg.d_model, cfg.d_state, cfg.d_conv
+        self.d_inner = cfg.d_inner
+        self.dt_rank = cfg.dt_rank_value
+        di = self.d_inner
+        self.in_proj = nn.Linear(self.d_model, 2 * di, bias=cfg.bias, **fk)
+        self.conv1d = nn.Conv1d(di, di, kernel_size=cfg.d_conv, groups=di, padding=cfg.d_conv - 1,
+                                bias=cfg.conv_bias, **fk)
+        self.x_proj = nn.Linear(di, self.dt_rank + 2 * self.d_state, bias=False, **fk)
+        self.dt_proj = nn.Linear(self.dt_rank, di, bias=True, **fk)
+        # A_log and D are kept in float32 whatever the model dtype (as mamba_ssm does)
+        self.A_log = nn.Parameter(torch.empty(di, self.d_state, device=device, dtype=torch.float32))
+        self.D = nn.Parameter(torch.empty(di, device=device, dtype=torch.float32))
+        self.out_proj = nn.Linear(di, self.d_model, bias=cfg.bias, **fk)
+        self._init_ssm(cfg)
+
+    @torch.no_grad()
+    def _init_ssm(self, cfg: MambaConfig):
+        std = self.dt_rank ** -0.5 * cfg.dt_scale
+        if cfg.dt_init == "constant":
+            nn.init.constant_(self.dt_proj.weight, std)
+        elif cfg.dt_init == "random":
+            nn.init.uniform_(self.dt_proj.weight, -std, std)
+        else:
+            raise NotImplementedError(f"dt_init={cfg.dt_init!r}")
+        dev = self.dt_proj.bias.device
+        dt = torch.exp(torch.rand(self.d_inner, device=dev) * (math.log(cfg.dt_max) - math.log(cfg.dt_min))
+                       + math.log(cfg.dt_min)).clamp(min=cfg.dt_init_floor)
+        self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+        self.dt_proj.bias._no_reinit = True
+        A = torch.arange(1, self.d_state + 1, dtype=torch.float32, device=dev).expand(self.d_inner, -1)
+        self.A_log.copy_(torch.log(A))
+        self.D.fill_(1.0)
+
+    def _conv_weight(self) -> Tensor:
+        return self.conv1d.weight.squeeze(1)  # [d_inner, d_conv]
+
+    def forward(
+        self,
+        hidden: Tensor,
+        lengths: Tensor | None = None,
+        conv_state: Tensor | None = None,
+        ssm_state: Tensor | None = None,
+        return_state: bool = False,
+        kernel: str = "auto",
+    ) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
+        """hidden [B, L, D] (right-padded when ``lengths`` [B] is given) -> ([B, L, D], state).
+
+        Pad positions get the raw step dt = -inf, i.e. an effective step softplus(-inf) = 0
+        exactly, so the SSM state passes them unchanged; the conv state is gathered from
+        each sequence's last real inputs. The given states are never modified."""
+        Bsz, L, _ = hidden.shape
+        W = self.d_conv
+        xz = self.in_proj(hidden)
+        x, z = xz.chunk(2, dim=-1)
+        x, z = x.transpose(1, 2), z.transpose(1, 2)  # [B, d_inner, L]
+        init_conv = conv_state[:, :, 1:] if conv_state is not None else None
+        new_conv = None
+        if return_state:
+            prev = conv_state.to(x.dtype) if conv_state is not None else x.new_zeros(Bsz, self.d_inner, W)
+            full = torch.cat([prev, x], dim=-1)  # [B, d_inner, W + L]
+            if lengths is None:
+                new_conv = full[:, :, L:].contiguous()
+            else:
+                idx = lengths.view(Bsz, 1) + torch.arange(W, device=x.device).view(1, W)
+                new_conv = full.gather(2, idx.view(Bsz, 1, W).expand(Bsz, self.d_inner, W))
+        xc = causal_conv1d(x, self._conv_weight(), self.conv1d.bias, init_conv, kernel)
+        x_dbl = self.x_proj(xc.transpose(1, 2))  # [B, L, R + 2N]
+        dt, Bm, Cm = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = F.linear(dt, self.dt_proj.weight).transpose(1, 2)  # [B, d_inner, L], bias added in the scan
+        if lengths is not None:
+            pad = torch.arange(L, device=x.device).view(1, 1, L) >= lengths.view(Bsz, 1, 1)
+            dt = dt.masked_fill(pad, float("-inf"))
+        dt = dt.contiguous()
+        Bm = Bm.transpose(1, 2).contiguous()
+        Cm = Cm.transpose(1, 2).contiguous()
+        A = -torch.exp(self.A_log.float())
+        res = selective_scan(xc, dt, A, Bm, Cm, self.D.float(), z=z, delta_bias=self.dt_proj.bias.float(),
+                             delta_softplus=True, initial_state=ssm_state, return_last_state=return_state,
+                             kernel=kernel)
+        if return_state:
+            y, last = res
+        else:
+            y, last = res, None
+        out = self.out_proj(y.transpose(1, 2))
+        return out, ((new_conv, last) if return_state else None)
+
+    def step(self, hidden: Tensor, conv_state: Tensor, ssm_state: Tensor, kernel: str = "auto") -> Tensor:
+        """One token: hidden [B, D] -> [B, D]; UPDATES conv_state and ssm_state IN PLACE."""
+        xz = self.in_proj(hidden)
+        x, z = xz.chunk(2, dim=-1)
+        x = causal_conv1d_step(x, conv_state, self._conv_weight(), self.conv1d.bias, kernel)
+        x_db = self.x_proj(x)
+        dt, Bm, Cm = torch.split(x_db, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = F.linear(dt, self.dt_proj.weight)
+        A = -torch.exp(self.A_log.float())
+        y = selective_state_step(ssm_state, x, dt, A, Bm, Cm, self.D, z=z, dt_bias=self.dt_proj.bias,
+                                 dt_softplus=True, kernel=kernel)
+        return self.out_proj(y)
+
+
+class Block(nn.Module):
+    """mamba_ssm Block without MLP: residual = residual + hidden; hidden = mixer(norm(residual))."""
+
+    def __init__(self, cfg: MambaConfig, layer_idx: int = 0, device=None, dtype=None):
+        super().__init__()
+        self.residual_in_fp32 = cfg.residual_in_fp32
+        self.norm = make_norm(cfg, device=device, dtype=dtype)
+        self.mixer = MambaMixer(cfg, layer_idx=layer_idx, device=device, dtype=dtype)
+        self.layer_idx = layer_idx
+
+    def add_residual(self, hidden: Tensor, residual: Tensor | None) -> Tensor:
+        residual = hidden if residual is None else residual + hidden
+        return residual.float() if self.residual_in_fp32 else residual
+
+    def forward(self, hidden, residual=None, **mixer_kwargs):
+        residual = self.add_residual(hidden, residual)
+        hidden, state = self.mixer(self.norm(residual), **mixer_kwargs)
+        return hidden, residual, state
+
+    def step(self, hidden, residual, conv_state, ssm_state, kernel="auto"):
+        residual = self.add_residual(hidden, residual)
+        return self.mixer.step(self.norm(residual), conv_state, ssm_state, kernel), residual

@@ -1,0 +1,217 @@
+"""MME: yes/no questions, two per image, over 10 perception and 4 cognition subtasks. Each subtask
+scores acc + acc+ (in percent: accuracy over questions plus the share of images with both
+questions right, out of 200); perception and cognition are the sums (out of 2000 and 800).
+
+Sources (split `test`):
+- the lmms-lab parquet layout: hub id `lmms-lab-encoder/MME` (as the installed lmms-eval names it;
+  `lmms-lab/MME` holds the same files) or a local folder of those files; columns question_id (the
+  image, e.g. 'code_reasoning/0020.png'), image, question, answer, category.
+- the official benchmark folder (`MME_Benchmark_release_version/`): one folder per subtask, with
+  either `images/` + `questions_answers_YN/<image>.txt` or the images and their .txt files side by
+  side; each .txt holds two lines 'question<TAB>answer'. When the eval_tool's
+  `Your_Results/<subtask>.txt` files ('image<TAB>question<TAB>answer' lines) are present next to it
+  (in `eval_tool/`), questions come from those, in their order.
+
+Prompt: the question without " Please answer yes or no." followed by "\\nAnswer the question using a
+single word or phrase." (LLaVA's llava_mme.jsonl; lmms-eval's default post_prompt gives the same).
+
+Protocols:
+- `llava`: greedy, 128 new tokens (model_vqa_loader.py); the answer parsed and scored by the MME
+  eval_tool's calculation.py (lower-cased, 'yes'/'no' or found in the first four characters).
+- `lmms-eval`: greedy, 16 new tokens; lmms-eval's parse_pred_ans and mme_aggregate_results.
+Headline: the perception total (what VL-Mamba's table prints as MME).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from mmeval.data.sources import image_ref, read_hub, read_parquet_dir
+from mmeval.data.writers import write_parquet
+from mmeval.errors import DataError
+from mmeval.metrics.mme import (COGNITION, PERCEPTION, REPLACE_PROMPT, SUBTASKS, mme_lmms_eval_per_category,
+                                mme_lmms_eval_total, mme_official_scores, parse_mme_lmms_eval,
+                                parse_mme_official)
+from mmeval.task import Task
+from mmeval.types import Doc, GenerationConfig, Prediction, Request
+
+COLUMNS = ("question_id", "image", "question", "answer", "category")
+SUFFIX = "\nAnswer the question using a single word or phrase."
+IMAGE_EXTS = (".jpg", ".png", ".jpeg", ".JPG", ".PNG", ".JPEG")
+
+
+class MME(Task):
+    name = "mme"
+    description = "MME perception (10 subtasks) and cognition (4 subtasks), yes/no pairs"
+    protocols = ("llava", "lmms-eval")
+    default_protocol = "llava"
+    hub_id = "lmms-lab-encoder/MME"
+    split = "test"
+
+    # ---------------------------------------------------------------- loading
+    def load_docs(self, data: Path | None) -> list[Doc]:
+        if data is not None:
+            root = self._benchmark_root(data)
+            if root is not None:
+                return self._load_official(root, self._results_dir(data))
+            if not any(data.rglob("*.parquet")):
+                raise DataError(f"{data}: no MME data (expected lmms-lab parquet files, or the "
+                                "MME_Benchmark_release_version folder with one folder per subtask)")
+            rows = read_parquet_dir(data, COLUMNS, self.split)
+        else:
+            rows = read_hub(self.hub_id, self.split, COLUMNS, self.name)
+        docs, seen = [], {}
+        for i, row in enumerate(rows):
+            category = str(row["category"])
+            if category not in SUBTASKS:
+                raise DataError(f"mme row {i}: unknown category '{category}' (expected one of {', '.join(SUBTASKS)})")
+            qid = str(row["question_id"])
+            k = seen.get(qid, 0)
+            seen[qid] = k + 1
+            docs.append(self._doc(qid, k, category, str(row["question"]), str(row["answer"]),
+                                  image_ref(row["image"], f"mme {qid}")))
+        return docs
+
+    @staticmethod
+    def _doc(image_key: str, k: int, category: str, question: str, answer: str, image) -> Doc:
+        gt = answer.strip().lower().replace(".", "")
+        if gt not in ("yes", "no"):
+            raise DataError(f"mme {image_key}: answer '{answer}' is not yes/no")
+        return Doc(doc_id=f"{image_key}#{k}", fields={"question": question, "category": category, "image": image_key},
+                   target=gt, images=(image,), group_key=image_key)
+
+    @staticmethod
+    def _benchmark_root(data: Path) -> Path | None:
+        for cand in (data, data / "MME_Benchmark_release_version", data / "MME_Benchmark"):
+            if cand.is_dir() and any((cand / s).is_dir() for s in SUBTASKS):
+                return cand
+        return None
+
+    @staticmethod
+    def _results_dir(data: Path) -> Path | None:
+        for cand in (data / "eval_tool" / "Your_Results", data / "Your_Results",
+                     data.parent / "eval_tool" / "Your_Results"):
+            if cand.is_dir() and any(cand.glob("*.txt")):
+                return cand
+        return None
+
+    def _load_official(self, root: Path, results: Path | None) -> list[Doc]:
+        missing = [s for s in SUBTASKS if not (root / s).is_dir()]
+        if missing:
+            raise DataError(f"{root}: MME subtask folder(s) missing: {', '.join(missing)}")
+        docs = []
+        for sub in SUBTASKS:
+            folder = root / sub
+            img_dir = folder / "images" if (folder / "images").is_dir() else folder
+            qa_dir = folder / "questions_answers_YN" if (folder / "questions_answers_YN").is_dir() else folder
+            if results is not None:
+                table = results / f"{sub}.txt"
+                if not table.is_file():
+                    raise DataError(f"{results}: missing {sub}.txt (eval_tool layout)")
+                items = []
+                for n, line in enumerate(table.read_text().splitlines(), 1):
+                    if not line.strip():
+                        continue
+                    parts = line.split("\t")
+                    if len(parts) < 3:
+                        raise DataError(f"{table}:{n}: expected 'image<TAB>question<TAB>answer'")
+                    items.append((parts[0], parts[1], parts[2]))
+            else:
+                items = []
+                txts = sorted(qa_dir.glob("*.txt"))
+                if not txts:
+                    raise DataError(f"{qa_dir}: no question files (<image>.txt with 'question<TAB>answer' lines)")
+                for txt in txts:
+                    image_name = next((txt.stem + e for e in IMAGE_EXTS if (img_dir / (txt.stem + e)).is_file()), None)
+                    if image_name is None:
+                        raise DataError(f"{txt}: no image {txt.stem}.jpg/.png in {img_dir}")
+                    for n, line in enumerate(txt.read_text().splitlines(), 1):
+                        if not line.strip():
+                            continue
+                        parts = line.split("\t")
+                        if len(parts) != 2:
+                            raise DataError(f"{txt}:{n}: expected 'question<TAB>answer'")
+                        items.append((image_name, parts[0], parts[1]))
+            seen: dict[str, int] = {}
+            for image_name, question, answer in items:
+                key = f"{sub}/{image_name}"
+                k = seen.get(key, 0)
+                seen[key] = k + 1
+                docs.append(self._doc(key, k, sub, question, answer,
+                                      image_ref(str(img_dir / image_name), f"mme {key}")))
+        return docs
+
+    # ---------------------------------------------------------------- requests and scoring
+    def request(self, doc: Doc, protocol: str) -> Request:
+        self.check_protocol(protocol)
+        question = doc.fields["question"].strip().replace(REPLACE_PROMPT, "")
+        tokens = 128 if protocol == "llava" else 16
+        return Request(doc_id=doc.doc_id, prompt=question + SUFFIX, images=doc.images, group_key=doc.group_key,
+                       generation=GenerationConfig(max_new_tokens=tokens))
+
+    def score(self, doc: Doc, prediction: Prediction, protocol: str) -> dict[str, Any]:
+        self.check_protocol(protocol)
+        parse = parse_mme_official if protocol == "llava" else parse_mme_lmms_eval
+        pred = parse(prediction.text)
+        return {"category": doc.fields["category"], "image": doc.fields["image"], "pred": pred,
+                "correct": float(pred == doc.target)}
+
+    def aggregate(self, scores: Sequence[dict[str, Any]], protocol: str) -> dict[str, float]:
+        self.check_protocol(protocol)
+        if protocol == "llava":
+            return mme_official_scores(scores)
+        rows = [{"question_id": s["image"], "category": s["category"], "score": s["correct"]} for s in scores]
+        out: dict[str, float] = {}
+        for kind, cats in (("perception", PERCEPTION), ("cognition", COGNITION)):
+            part = [r for r in rows if r["category"] in cats]
+            if part:
+                out[kind] = mme_lmms_eval_total(part)
+                for cat, value in mme_lmms_eval_per_category(part).items():
+                    out[f"{cat}/score"] = value
+        return out
+
+    def headline(self, protocol: str) -> str:
+        return "perception"
+
+    def ci_metrics(self, protocol: str) -> tuple[str, ...]:
+        return ("perception", "cognition")
+
+    # ---------------------------------------------------------------- fixtures
+    @staticmethod
+    def write_layout(directory: Path, rows: Sequence[dict[str, Any]], layout: str = "parquet") -> Path:
+        """Write rows (category, image_name, image: PIL, question, answer 'Yes'/'No'; two rows per
+        image) as lmms-lab parquet, the official benchmark folder ('official': images/ +
+        questions_answers_YN/ for the celebrity-style subtasks, side by side for the rest), or the
+        benchmark folder plus eval_tool/Your_Results ('eval_tool')."""
+        directory = Path(directory)
+        if layout == "parquet":
+            cells = [{"question_id": f"{r['category']}/{r['image_name']}", "image": r["image"],
+                      "question": r["question"], "answer": r["answer"], "category": r["category"]} for r in rows]
+            write_parquet(directory, "test", cells)
+            return directory
+        if layout not in ("official", "eval_tool"):
+            raise ValueError(f"unknown layout {layout!r}")
+        root = directory / "MME_Benchmark_release_version"
+        split_dirs = {"artwork", "celebrity", "landmark", "posters", "scene"}
+        by_image: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for r in rows:
+            by_image.setdefault((r["category"], r["image_name"]), []).append(r)
+        for sub in SUBTASKS:
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        results: dict[str, list[str]] = {}
+        for (cat, name), items in by_image.items():
+            folder = root / cat
+            img_dir, qa_dir = (folder / "images", folder / "questions_answers_YN") if cat in split_dirs else (folder, folder)
+            img_dir.mkdir(parents=True, exist_ok=True)
+            qa_dir.mkdir(parents=True, exist_ok=True)
+            items[0]["image"].save(img_dir / name)
+            stem = Path(name).stem
+            (qa_dir / f"{stem}.txt").write_text("".join(f"{r['question']}\t{r['answer']}\n" for r in items))
+            results.setdefault(cat, []).extend(f"{name}\t{r['question']}\t{r['answer']}\n" for r in items)
+        if layout == "eval_tool":
+            res = directory / "eval_tool" / "Your_Results"
+            res.mkdir(parents=True, exist_ok=True)
+            for sub in SUBTASKS:
+                (res / f"{sub}.txt").write_text("".join(results.get(sub, [])))
+        return directory

@@ -1,0 +1,195 @@
+"""MM-Vet: open-ended questions graded by an LLM against the ground truth (score 0.0-1.0 per
+sample); the total and per-capability scores (rec, ocr, know, gen, spat, math) in percent.
+
+Sources (split `test`):
+- the lmms-lab parquet layout: hub id `lmms-lab-encoder/MMVet` (as the installed lmms-eval names
+  it; `lmms-lab/MMVet` holds the same files) or a local folder of those files; columns
+  question_id, image, question, answer, capability (comma-separated or a list).
+- the official files: `mm-vet.json` ({"v1_0": {"imagename", "capability", "question", "answer"}})
+  and the `images/` folder.
+
+Grading needs an OpenAI-compatible chat-completions endpoint: task options
+`--task-args judge_url=...,judge_model=...[,judge_key=...,judge_cache=DIR]` or the environment
+(MMEVAL_JUDGE_URL, MMEVAL_JUDGE_MODEL, MMEVAL_JUDGE_KEY or OPENAI_API_KEY, MMEVAL_CACHE). Every
+response is cached on disk, keyed by the request, so regrading costs nothing. Without an endpoint
+the run still saves predictions: each sample scores {"pending": 1, "correct": 0}, aggregate gives
+no metrics, and `mmeval score` grades later.
+
+Protocols:
+- `llava`: the question as the prompt, no suffix (llava-mm-vet.jsonl), greedy, 1024 new tokens
+  (model_vqa.py); graded as the official MM-Vet evaluator does (its prompt and few-shot table,
+  max_tokens 3, temperature 0, digit-hint retries; default judge model gpt-4-0613, one run).
+  finalize() also writes the official results file (mmvet_results.json: {"v1_0": answer}) that
+  LLaVA's convert_mmvet_for_eval.py produces, for the official grader.
+- `lmms-eval`: its pre_prompt "First please perform reasoning, and think step by step to provide
+  best answer to the following question: \\n\\n", greedy, 1024 new tokens; graded with lmms-eval's
+  copy of the prompt (max_tokens 128; default judge model gpt-4o-2024-11-20).
+Headline: total.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from mmeval.data.sources import image_ref, read_hub, read_json, read_parquet_dir
+from mmeval.data.writers import write_json, write_parquet
+from mmeval.errors import DataError
+from mmeval.metrics.judge import (MMVET_CAPABILITIES, JudgeClient, JudgeError, grade_mmvet, judge_from_options,
+                                  mmvet_aggregate, split_judge_options)
+from mmeval.task import Task
+from mmeval.types import Doc, GenerationConfig, Prediction, Request, SampleRecord
+
+COLUMNS = ("question_id", "image", "question", "answer", "capability")
+LMMS_EVAL_PRE_PROMPT = ("First please perform reasoning, and think step by step to provide best answer to the "
+                        "following question: \n\n")
+JUDGE_MODELS = {"llava": "gpt-4-0613", "lmms-eval": "gpt-4o-2024-11-20"}
+STYLE = {"llava": "official", "lmms-eval": "lmms-eval"}
+
+
+def _capabilities(value: Any) -> list[str]:
+    if isinstance(value, str):
+        caps = [c.strip() for c in value.split(",") if c.strip()]
+    else:
+        caps = [str(c).strip() for c in (value or [])]
+    unknown = [c for c in caps if c not in MMVET_CAPABILITIES]
+    if unknown or not caps:
+        raise DataError(f"mmvet: capability {value!r} (expected some of {', '.join(MMVET_CAPABILITIES)})")
+    return caps
+
+
+class MMVet(Task):
+    name = "mmvet"
+    description = "MM-Vet, open-ended answers graded by an LLM judge"
+    protocols = ("llava", "lmms-eval")
+    default_protocol = "llava"
+    hub_id = "lmms-lab-encoder/MMVet"
+    split = "test"
+
+    def __init__(self, **options: str) -> None:
+        judge, rest = split_judge_options(options)
+        super().__init__(**rest)
+        self.judge_options = judge
+        self._judges: dict[str, JudgeClient | None] = {}
+
+    def judge(self, protocol: str) -> JudgeClient | None:
+        if protocol not in self._judges:
+            self._judges[protocol] = judge_from_options(self.judge_options, JUDGE_MODELS[protocol])
+        return self._judges[protocol]
+
+    # ---------------------------------------------------------------- loading
+    def load_docs(self, data: Path | None) -> list[Doc]:
+        if data is not None:
+            for root in (data, data / "mm-vet"):
+                if (root / "mm-vet.json").is_file():
+                    return self._load_official(root)
+            if not any(data.rglob("*.parquet")):
+                raise DataError(f"{data}: no MM-Vet data (expected lmms-lab parquet files, or mm-vet.json + images/)")
+            rows = read_parquet_dir(data, COLUMNS, self.split)
+        else:
+            rows = read_hub(self.hub_id, self.split, COLUMNS, self.name)
+        docs = []
+        for row in rows:
+            qid = str(row["question_id"])
+            docs.append(self._doc(qid, row, image_ref(row["image"], f"mmvet {qid}")))
+        return docs
+
+    def _load_official(self, root: Path) -> list[Doc]:
+        meta = read_json(root / "mm-vet.json", "MM-Vet questions")
+        images = root / "images"
+        if not images.is_dir():
+            raise DataError(f"{root}: missing images/ folder (MM-Vet images next to mm-vet.json)")
+        docs = []
+        for qid, item in meta.items():
+            for key in ("imagename", "question", "answer", "capability"):
+                if key not in item:
+                    raise DataError(f"{root / 'mm-vet.json'}: {qid} has no '{key}'")
+            path = images / item["imagename"]
+            if not path.is_file():
+                raise DataError(f"{path}: missing (image of MM-Vet {qid})")
+            docs.append(self._doc(qid, item, image_ref(str(path), f"mmvet {qid}")))
+        return docs
+
+    @staticmethod
+    def _doc(qid: str, row: Any, image) -> Doc:
+        return Doc(doc_id=qid,
+                   fields={"question": str(row["question"]), "capability": _capabilities(row["capability"])},
+                   target=str(row["answer"]), images=(image,), group_key=qid)
+
+    # ---------------------------------------------------------------- requests and scoring
+    def request(self, doc: Doc, protocol: str) -> Request:
+        self.check_protocol(protocol)
+        question = doc.fields["question"]
+        prompt = question if protocol == "llava" else LMMS_EVAL_PRE_PROMPT + question
+        return Request(doc_id=doc.doc_id, prompt=prompt, images=doc.images, group_key=doc.group_key,
+                       generation=GenerationConfig(max_new_tokens=1024))
+
+    def score(self, doc: Doc, prediction: Prediction, protocol: str) -> dict[str, Any]:
+        self.check_protocol(protocol)
+        out: dict[str, Any] = {"capability": list(doc.fields["capability"])}
+        judge = self.judge(protocol)
+        if judge is None:
+            out.update(pending=1, correct=0.0)
+            return out
+        try:
+            score, content = grade_mmvet(judge, doc.fields["question"], doc.target, prediction.text, STYLE[protocol])
+        except JudgeError as exc:
+            out.update(pending=1, correct=0.0, judge_error=str(exc))
+            return out
+        out.update(pending=0, score=score, correct=score, judge=content, judge_model=judge.model)
+        return out
+
+    def aggregate(self, scores: Sequence[dict[str, Any]], protocol: str) -> dict[str, float]:
+        self.check_protocol(protocol)
+        if not scores or any(s.get("pending") for s in scores):
+            return {}  # grading pending: finalize() says so, `mmeval score` grades later
+        return mmvet_aggregate(scores)
+
+    def headline(self, protocol: str) -> str:
+        return "total"
+
+    def ci_metrics(self, protocol: str) -> tuple[str, ...]:
+        return ("total",)
+
+    def finalize(self, records: Sequence[Any], out_dir: Path, protocol: str) -> dict[str, Any]:
+        def get(r: Any, key: str) -> Any:
+            return getattr(r, key) if isinstance(r, SampleRecord) else r.get(key)
+
+        answers = {str(get(r, "doc_id")): get(r, "prediction") or "" for r in records}
+        notes: dict[str, Any] = {}
+        if out_dir is not None:
+            out = Path(out_dir) / "mmvet_results.json"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(answers, indent=1))
+            notes["mmvet_results_file"] = str(out)
+        pending = sum(1 for r in records if (get(r, "scores") or {}).get("pending"))
+        if pending:
+            notes["note"] = (f"MM-Vet grading pending for {pending} of {len(records)} samples: no judge endpoint "
+                             "answered; run `mmeval score` with --task-args judge_url=...,judge_model=... "
+                             "(or MMEVAL_JUDGE_URL / MMEVAL_JUDGE_MODEL) to grade them")
+        return notes
+
+    # ---------------------------------------------------------------- fixtures
+    @staticmethod
+    def write_layout(directory: Path, rows: Sequence[dict[str, Any]], layout: str = "parquet") -> Path:
+        """Write rows (question_id, question, answer, capability list, image: PIL) as lmms-lab parquet
+        or the official mm-vet.json + images/."""
+        directory = Path(directory)
+        if layout == "parquet":
+            cells = [{"question_id": r["question_id"], "image": r["image"], "question": r["question"],
+                      "answer": r["answer"], "image_source": f"{r['question_id']}.png",
+                      "capability": ",".join(r["capability"])} for r in rows]
+            write_parquet(directory, "test", cells)
+            return directory
+        if layout != "official":
+            raise ValueError(f"unknown layout {layout!r}")
+        meta = {}
+        (directory / "images").mkdir(parents=True, exist_ok=True)
+        for r in rows:
+            name = f"{r['question_id']}.png"
+            r["image"].save(directory / "images" / name)
+            meta[r["question_id"]] = {"imagename": name, "capability": list(r["capability"]),
+                                      "question": r["question"], "answer": r["answer"]}
+        write_json(directory / "mm-vet.json", meta)
+        return directory
