@@ -1,0 +1,176 @@
+"""GQA test-dev balanced: compositional questions on Visual Genome images, one answer each,
+exact match after each protocol's normalisation; accuracy over the 12,578 balanced questions.
+
+Sources:
+- lmms-lab parquet (hub `lmms-lab/GQA`, two configs: `testdev_balanced_instructions` (columns id,
+  imageId, question, answer, fullAnswer, types, ...) and `testdev_balanced_images` (columns id,
+  image), split `testdev`); locally, a folder holding the two config folders
+  `testdev_balanced_instructions/` and `testdev_balanced_images/` (each with its parquet files);
+  questions are joined to images by imageId;
+- official files: `testdev_balanced_questions.json` ({qid: {imageId, question, answer, types,
+  isBalanced, ...}}) and the `images/` folder (<imageId>.jpg).
+
+Protocols (prompt "<question>\\nAnswer the question using a single word or phrase." in all three):
+- `llava`: greedy, 128 new tokens; convert_gqa_for_eval.py (strip trailing periods, lower-case) and
+  the official eval.py exact match.
+- `prismatic`: TRI's gqa harness: 128 new tokens; punctuation deleted, lower-cased, then eval.py.
+- `lmms-eval`: 16 new tokens, stop at "\\n\\n"; exact_match with ignore_case/ignore_punctuation.
+Headline: `accuracy` (percent); with structural types available, also `accuracy_binary`
+(verify/logical/choose/compare questions) and `accuracy_open` ("query"), as eval.py splits them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from mmeval.data.sources import check_columns, image_ref, read_hub, read_json, read_parquet_dir
+from mmeval.errors import DataError
+from mmeval.metrics.exact import gqa_llava_answer, gqa_prismatic_answer, lmms_eval_exact_match
+from mmeval.task import Task
+from mmeval.types import Doc, GenerationConfig, ImageRef, Prediction, Request
+from tasks.vqav2 import LMMS_EVAL_STOP, SHORT_ANSWER, find_path, scored_accuracy, take_options
+
+QUESTIONS_CONFIG = "testdev_balanced_instructions"
+IMAGES_CONFIG = "testdev_balanced_images"
+SPLIT = "testdev"
+QUESTION_COLUMNS = ("id", "imageId", "question", "answer")
+IMAGE_COLUMNS = ("id", "image")
+OFFICIAL_QUESTIONS = "testdev_balanced_questions.json"
+
+
+def _structural(types: Any) -> str:
+    if isinstance(types, dict):
+        return str(types.get("structural") or "")
+    return ""
+
+
+class GQA(Task):
+    name = "gqa"
+    description = "GQA test-dev balanced (exact match)"
+    protocols = ("llava", "prismatic", "lmms-eval")
+    default_protocol = "llava"
+    hub_id = "lmms-lab/GQA"
+
+    def __init__(self, **options: str) -> None:
+        take_options(self.name, options, {})
+
+    # -- data
+    def load_docs(self, data: Path | None) -> list[Doc]:
+        if data is None:
+            questions = read_hub(self.hub_id, SPLIT, QUESTION_COLUMNS, self.name, config=QUESTIONS_CONFIG)
+            images = read_hub(self.hub_id, SPLIT, IMAGE_COLUMNS, self.name, config=IMAGES_CONFIG)
+            return self._docs_from_parquet(questions, images, None)
+        qdir = find_path(data, [QUESTIONS_CONFIG], want_dir=True)
+        if qdir is not None:
+            idir = find_path(data, [IMAGES_CONFIG], want_dir=True)
+            if idir is None:
+                raise DataError(f"gqa: {data} has {QUESTIONS_CONFIG}/ but no {IMAGES_CONFIG}/ "
+                                "(lmms-lab/GQA keeps the images in that second config)")
+            return self._docs_from_parquet(read_parquet_dir(qdir, QUESTION_COLUMNS, SPLIT),
+                                           read_parquet_dir(idir, IMAGE_COLUMNS, SPLIT), idir)
+        qfile = find_path(data, [OFFICIAL_QUESTIONS])
+        if qfile is None:
+            raise DataError(f"gqa: {data} has neither the lmms-lab folders {QUESTIONS_CONFIG}/ + {IMAGES_CONFIG}/ "
+                            f"nor the official {OFFICIAL_QUESTIONS}")
+        return self._docs_from_official(qfile, data)
+
+    def _docs_from_parquet(self, questions, images, root: Path | None) -> list[Doc]:
+        check_columns(questions.column_names, QUESTION_COLUMNS, f"gqa {QUESTIONS_CONFIG}")
+        by_id = {str(row["id"]): row["image"] for row in images}
+        docs = []
+        for row in questions:
+            image_id = str(row["imageId"])
+            if image_id not in by_id:
+                raise DataError(f"gqa question {row['id']}: image {image_id} is not in {IMAGES_CONFIG}")
+            docs.append(self._doc(str(row["id"]), row["question"], row["answer"], image_id,
+                                  _structural(row.get("types")),
+                                  image_ref(by_id[image_id], f"gqa {row['id']} (image {image_id})", root)))
+        return docs
+
+    def _docs_from_official(self, qfile: Path, data: Path) -> list[Doc]:
+        questions = read_json(qfile, "GQA questions")
+        images = find_path(data, ["images", "allImages/images"], want_dir=True)
+        if images is None:
+            raise DataError(f"gqa: no images/ folder under {data}")
+        docs = []
+        for qid, q in questions.items():
+            if not q.get("isBalanced", True):
+                continue  # eval.py scores the balanced questions only
+            path = images / f"{q['imageId']}.jpg"
+            docs.append(self._doc(str(qid), q["question"], q["answer"], str(q["imageId"]), _structural(q.get("types")),
+                                  ImageRef(source=f"gqa {qid} ({path.name})", path=str(path))))
+        return docs
+
+    @staticmethod
+    def _doc(qid: str, question: str, answer: str, image_id: str, structural: str, image: ImageRef) -> Doc:
+        return Doc(doc_id=qid, fields={"question": str(question), "image_id": image_id, "structural": structural},
+                   target=str(answer), images=(image,), group_key=image_id)
+
+    # -- protocol
+    def request(self, doc: Doc, protocol: str) -> Request:
+        self.check_protocol(protocol)
+        gen = GenerationConfig(max_new_tokens=16, stop=LMMS_EVAL_STOP) if protocol == "lmms-eval" \
+            else GenerationConfig(max_new_tokens=128)
+        return Request(doc_id=doc.doc_id, prompt=doc.fields["question"].strip() + SHORT_ANSWER, images=doc.images,
+                       group_key=doc.group_key, generation=gen)
+
+    def score(self, doc: Doc, prediction: Prediction, protocol: str) -> dict[str, Any]:
+        text = prediction.text
+        if protocol == "lmms-eval":
+            pred, correct = text.strip(), lmms_eval_exact_match(text, doc.target)
+        else:
+            pred = gqa_llava_answer(text) if protocol == "llava" else gqa_prismatic_answer(text)
+            correct = float(pred == doc.target)
+        return {"pred": pred, "correct": correct, "structural": doc.fields.get("structural", "")}
+
+    def aggregate(self, scores: Sequence[dict[str, Any]], protocol: str) -> dict[str, float]:
+        acc = scored_accuracy(scores)
+        if acc is None:
+            return {}
+        metrics = {"accuracy": acc}
+        if protocol != "lmms-eval":
+            groups: dict[str, list[float]] = {}
+            for s in scores:
+                if s.get("structural"):
+                    kind = "open" if s["structural"] == "query" else "binary"
+                    groups.setdefault(kind, []).append(float(s["correct"]))
+            for kind, vals in sorted(groups.items()):
+                metrics[f"accuracy_{kind}"] = 100.0 * sum(vals) / len(vals)
+        return metrics
+
+    def headline(self, protocol: str) -> str:
+        return "accuracy"
+
+    def ci_metrics(self, protocol: str) -> tuple[str, ...]:
+        return ("accuracy",)
+
+    # -- fixtures / synthetic data
+    @staticmethod
+    def write_layout(directory: Path, rows: Sequence[dict[str, Any]], layout: str = "parquet") -> Path:
+        """Rows: id, imageId, question, answer, image (PIL), optional structural type. Rows may share
+        an imageId (the image is written once). `layout`: 'parquet' (lmms-lab's two configs) or
+        'official' (testdev_balanced_questions.json + images/)."""
+        from mmeval.data.writers import write_json, write_parquet
+
+        directory = Path(directory)
+        images: dict[str, Any] = {}
+        for r in rows:
+            images.setdefault(str(r["imageId"]), r["image"])
+        types = [{"structural": r.get("structural", "query"), "semantic": "obj", "detailed": "x"} for r in rows]
+        if layout == "parquet":
+            write_parquet(directory / QUESTIONS_CONFIG, SPLIT, [
+                {"id": str(r["id"]), "imageId": str(r["imageId"]), "question": r["question"], "answer": r["answer"],
+                 "fullAnswer": r["answer"], "isBalanced": True, "types": t} for r, t in zip(rows, types)],
+                image_columns=())
+            write_parquet(directory / IMAGES_CONFIG, SPLIT,
+                          [{"id": k, "image": v} for k, v in images.items()])
+            return directory
+        write_json(directory / OFFICIAL_QUESTIONS, {
+            str(r["id"]): {"imageId": str(r["imageId"]), "question": r["question"], "answer": r["answer"],
+                           "fullAnswer": r["answer"], "isBalanced": True, "types": t}
+            for r, t in zip(rows, types)})
+        (directory / "images").mkdir(parents=True, exist_ok=True)
+        for k, v in images.items():
+            v.save(directory / "images" / f"{k}.jpg")
+        return directory

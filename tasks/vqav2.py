@@ -1,0 +1,320 @@
+"""VQAv2: open-ended questions on COCO images, ten human answers each, scored with the official
+VQA accuracy (see `mmeval.metrics.vqa`).
+
+Splits (`--task-args split=testdev|val`, default `testdev`, the split the papers report):
+- `testdev`: answers are not public. Nothing is scored locally; `finalize` writes the EvalAI
+  submission file `vqav2_testdev_submission.json` (a list of {"question_id", "answer"}) into the run
+  directory. EvalAI's test-dev phase wants an answer for every test2015 question: when the full
+  test2015 question file is available (`v2_OpenEnded_mscoco_test2015_questions.json` in the data
+  folder, or `--task-args test_questions=PATH`), the questions outside test-dev get the empty
+  answer, as LLaVA's convert_vqav2_for_submission.py does.
+- `val`: scored locally (214k questions; TRI's harness, i.e. Cobra, evaluates this split).
+
+Sources:
+- lmms-lab parquet (hub `lmms-lab/VQAv2`, splits `testdev` and `validation`; columns question_id,
+  question, image_id, image, answers [{answer, answer_confidence, answer_id}], answer_type,
+  question_type), from the hub or a local folder (`data/<split>-*.parquet`);
+- the official files: `v2_OpenEnded_mscoco_{val2014,test-dev2015}_questions.json`,
+  `v2_mscoco_val2014_annotations.json` and the COCO image folders `val2014/` (COCO_val2014_<id>.jpg)
+  and `test2015/` (COCO_test2015_<id>.jpg), in the data folder or one level below it.
+
+Protocols (prompt "<question>\\nAnswer the question using a single word or phrase." in all three):
+- `llava`: greedy, 128 new tokens (model_vqa_loader.py); the answer passed through EvalAI's
+  processor as convert_vqav2_for_submission.py does; on val that answer is scored with the official
+  vqaEval.py rules (what the server computes).
+- `prismatic`: TRI vlm-evaluation's VQAv2 harness: 128 new tokens; the raw output scored with its
+  refactored scorer (ground truth always punctuation-processed; see `prismatic_vqav2_accuracy`).
+- `lmms-eval`: lmms-eval's vqav2 task: 16 new tokens, stop at "\\n\\n"; vqav2_process_results
+  (both sides punctuation + digit/article processed).
+Headline: `accuracy` (percent), with per-answer-type accuracies alongside.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from mmeval.data.sources import image_ref, read_hub, read_json, read_parquet_dir
+from mmeval.errors import DataError, UnknownNameError
+from mmeval.metrics.vqa import (evalai_answer, lmms_eval_vqav2_accuracy, lmms_eval_vqav2_answer,
+                                prismatic_vqav2_accuracy, vqa_accuracy)
+from mmeval.task import Task
+from mmeval.types import Doc, GenerationConfig, ImageRef, Prediction, Request
+
+SHORT_ANSWER = "\nAnswer the question using a single word or phrase."
+LMMS_EVAL_STOP = ("\n\n",)  # lmms-eval's default `until` (the fewshot delimiter) when a task sets none
+
+
+# --- helpers shared by the VQA-style tasks (textvqa, vizwiz and gqa import these) -------------
+
+def take_options(task_name: str, options: dict[str, str], allowed: dict[str, tuple[str, ...] | None]) -> dict[str, str]:
+    """Validate `--task-args`: each key must be known; a tuple lists its allowed values."""
+    unknown = [k for k in options if k not in allowed]
+    if unknown:
+        raise UnknownNameError(f"task {task_name}: unknown option(s) {', '.join(unknown)} "
+                               f"(it takes: {', '.join(allowed) or 'none'})")
+    out = {}
+    for key, value in options.items():
+        value = str(value).strip()
+        choices = allowed[key]
+        if choices is not None:
+            value = value.lower()
+            if value not in choices:
+                raise UnknownNameError(f"task {task_name}: option {key}={value} is not one of {', '.join(choices)}")
+        out[key] = value
+    return out
+
+
+def find_path(root: Path, names: Iterable[str], want_dir: bool = False) -> Path | None:
+    """The first of `names` found in `root` or one folder below it."""
+    names = list(names)
+    for name in names:
+        p = root / name
+        if (p.is_dir() if want_dir else p.is_file()):
+            return p
+    for sub in sorted(q for q in root.iterdir() if q.is_dir()):
+        for name in names:
+            p = sub / name
+            if (p.is_dir() if want_dir else p.is_file()):
+                return p
+    return None
+
+
+def has_parquet(root: Path) -> bool:
+    return any(root.rglob("*.parquet"))
+
+
+def record_scores(record: Any) -> dict[str, Any]:
+    """The per-sample score dict of a SampleRecord (or of its JSON form)."""
+    if isinstance(record, dict):
+        return record.get("scores") or {}
+    return getattr(record, "scores", None) or {}
+
+
+def answer_texts(cell: Any) -> list[str] | None:
+    """Ground-truth answers as strings, from a list of strings or of {'answer': ...} dicts."""
+    if cell is None:
+        return None
+    out = []
+    for a in cell:
+        out.append(str(a["answer"]) if isinstance(a, dict) else str(a))
+    return out
+
+
+def write_submission(path: Path, entries: list[dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(entries))
+    return path
+
+
+def scored_accuracy(scores: Sequence[dict[str, Any]], key: str = "correct") -> float | None:
+    part = [float(s[key]) for s in scores if s.get("scored", True)]
+    return 100.0 * sum(part) / len(part) if part else None
+
+
+def per_group_accuracy(scores: Sequence[dict[str, Any]], field: str, prefix: str = "accuracy_") -> dict[str, float]:
+    groups: dict[str, list[float]] = {}
+    for s in scores:
+        if s.get("scored", True) and s.get(field):
+            groups.setdefault(str(s[field]), []).append(float(s["correct"]))
+    return {prefix + k.replace("/", "_").replace(" ", "_"): 100.0 * sum(v) / len(v) for k, v in sorted(groups.items())}
+
+
+# --- the task -------------------------------------------------------------------------------
+
+OFFICIAL = {
+    "val": {"questions": "v2_OpenEnded_mscoco_val2014_questions.json",
+            "annotations": "v2_mscoco_val2014_annotations.json",
+            "images": "val2014", "image_prefix": "COCO_val2014_"},
+    "testdev": {"questions": "v2_OpenEnded_mscoco_test-dev2015_questions.json",
+                "annotations": None, "images": "test2015", "image_prefix": "COCO_test2015_"},
+}
+TEST2015_QUESTIONS = "v2_OpenEnded_mscoco_test2015_questions.json"
+HUB_SPLIT = {"val": "validation", "testdev": "testdev"}
+PARQUET_COLUMNS = ("question_id", "question", "image_id", "image")
+
+
+class VQAv2(Task):
+    name = "vqav2"
+    description = "VQAv2 open-ended VQA (official VQA accuracy); test-dev writes the EvalAI submission file"
+    protocols = ("llava", "prismatic", "lmms-eval")
+    default_protocol = "llava"
+    hub_id = "lmms-lab/VQAv2"
+
+    def __init__(self, **options: str) -> None:
+        opts = take_options(self.name, options, {"split": ("testdev", "val", "validation", "test-dev"),
+                                                 "test_questions": None})
+        split = opts.get("split", "testdev")
+        self.split = {"validation": "val", "test-dev": "testdev"}.get(split, split)
+        self.test_questions = Path(opts["test_questions"]).expanduser() if "test_questions" in opts else None
+        self._all_test_ids: list[int] | None = None
+
+    # -- data
+    def load_docs(self, data: Path | None) -> list[Doc]:
+        if self.test_questions is not None:
+            self._all_test_ids = [int(q["question_id"]) for q in
+                                  read_json(self.test_questions, "VQAv2 test2015 questions")["questions"]]
+        if data is None:
+            required = PARQUET_COLUMNS + (("answers",) if self.split == "val" else ())
+            return self._docs_from_rows(read_hub(self.hub_id, HUB_SPLIT[self.split], required, self.name), None)
+        if has_parquet(data):
+            required = PARQUET_COLUMNS + (("answers",) if self.split == "val" else ())
+            return self._docs_from_rows(read_parquet_dir(data, required, HUB_SPLIT[self.split]), data)
+        return self._docs_from_official(data)
+
+    def _docs_from_rows(self, rows, root: Path | None) -> list[Doc]:
+        docs = []
+        for row in rows:
+            qid = int(row["question_id"])
+            answers = answer_texts(row.get("answers")) if self.split == "val" else None
+            if self.split == "val" and not answers:
+                raise DataError(f"vqav2 question {qid}: no answers in the validation split")
+            docs.append(self._doc(qid, row["question"], row["image_id"], answers,
+                                  row.get("answer_type"), image_ref(row["image"], f"vqav2 {qid}", root)))
+        return docs
+
+    def _docs_from_official(self, data: Path) -> list[Doc]:
+        spec = OFFICIAL[self.split]
+        qfile = find_path(data, [spec["questions"]])
+        if qfile is None:
+            raise DataError(f"vqav2 ({self.split}): {data} has neither lmms-lab parquet files nor {spec['questions']}")
+        questions = read_json(qfile, "VQAv2 questions")["questions"]
+        answers: dict[int, dict] = {}
+        if spec["annotations"]:
+            afile = find_path(data, [spec["annotations"]])
+            if afile is None:
+                raise DataError(f"vqav2 (val): {data} has no {spec['annotations']} (the answers)")
+            answers = {int(a["question_id"]): a for a in read_json(afile, "VQAv2 annotations")["annotations"]}
+        images = find_path(data, [spec["images"], f"images/{spec['images']}"], want_dir=True)
+        if images is None:
+            raise DataError(f"vqav2 ({self.split}): no image folder {spec['images']}/ under {data}")
+        if self.split == "testdev" and self._all_test_ids is None:
+            full = find_path(data, [TEST2015_QUESTIONS])
+            if full is not None:
+                self._all_test_ids = [int(q["question_id"]) for q in read_json(full, "VQAv2 test2015 questions")["questions"]]
+        docs = []
+        for q in questions:
+            qid = int(q["question_id"])
+            ann = answers.get(qid)
+            if spec["annotations"] and ann is None:
+                raise DataError(f"vqav2: question {qid} has no annotation in {spec['annotations']}")
+            path = images / f"{spec['image_prefix']}{int(q['image_id']):012d}.jpg"
+            docs.append(self._doc(qid, q["question"], q["image_id"], answer_texts(ann["answers"]) if ann else None,
+                                  ann.get("answer_type") if ann else None,
+                                  ImageRef(source=f"vqav2 {qid} ({path.name})", path=str(path))))
+        return docs
+
+    @staticmethod
+    def _doc(qid: int, question: str, image_id: Any, answers: list[str] | None, answer_type: Any,
+             image: ImageRef) -> Doc:
+        return Doc(doc_id=str(qid),
+                   fields={"question": str(question), "question_id": qid, "image_id": str(image_id),
+                           "answer_type": str(answer_type) if answer_type else ""},
+                   target=answers, images=(image,), group_key=str(image_id))
+
+    # -- protocol
+    def request(self, doc: Doc, protocol: str) -> Request:
+        self.check_protocol(protocol)
+        prompt = doc.fields["question"].strip() + SHORT_ANSWER
+        if protocol == "lmms-eval":
+            gen = GenerationConfig(max_new_tokens=16, stop=LMMS_EVAL_STOP)
+        else:
+            gen = GenerationConfig(max_new_tokens=128)
+        return Request(doc_id=doc.doc_id, prompt=prompt, images=doc.images, group_key=doc.group_key, generation=gen)
+
+    def score(self, doc: Doc, prediction: Prediction, protocol: str) -> dict[str, Any]:
+        text = prediction.text
+        if protocol == "llava":
+            answer = evalai_answer(text.strip())
+        elif protocol == "lmms-eval":
+            answer = lmms_eval_vqav2_answer(text.strip())
+        else:
+            answer = text.strip()
+        out: dict[str, Any] = {"question_id": doc.fields["question_id"], "answer": answer,
+                               "answer_type": doc.fields.get("answer_type", "")}
+        gts = doc.target
+        if not gts:
+            out.update(correct=0.0, scored=False)
+            return out
+        if protocol == "llava":
+            acc = vqa_accuracy(answer, gts)
+        elif protocol == "prismatic":
+            acc = prismatic_vqav2_accuracy(text, gts)
+        else:
+            acc = lmms_eval_vqav2_accuracy(text.strip(), gts)
+        out.update(correct=acc, scored=True)
+        return out
+
+    def aggregate(self, scores: Sequence[dict[str, Any]], protocol: str) -> dict[str, float]:
+        acc = scored_accuracy(scores)
+        if acc is None:
+            return {}
+        metrics = {"accuracy": acc}
+        if protocol != "lmms-eval":
+            metrics.update(per_group_accuracy(scores, "answer_type"))
+        return metrics
+
+    def headline(self, protocol: str) -> str:
+        return "accuracy"
+
+    def ci_metrics(self, protocol: str) -> tuple[str, ...]:
+        return ("accuracy",)
+
+    def finalize(self, records: Sequence[Any], out_dir: Path, protocol: str) -> dict[str, Any]:
+        if self.split != "testdev":
+            return {}
+        answers = {}
+        for r in records:
+            s = record_scores(r)
+            if "question_id" in s:
+                answers[int(s["question_id"])] = s.get("answer", "")
+        if self._all_test_ids is not None:
+            entries = [{"question_id": q, "answer": answers.get(q, "")} for q in self._all_test_ids]
+            filled = "every test2015 question (those outside test-dev with the empty answer)"
+        else:
+            entries = [{"question_id": q, "answer": a} for q, a in answers.items()]
+            filled = ("the test-dev questions only: EvalAI wants all test2015 questions; pass "
+                      f"--task-args test_questions=PATH/{TEST2015_QUESTIONS} to fill the rest")
+        path = write_submission(Path(out_dir) / "vqav2_testdev_submission.json", entries)
+        return {"submission": str(path),
+                "note": f"VQAv2 test-dev has no public answers: no local score. Upload {path.name} to the "
+                        f"VQA challenge on EvalAI (test-dev phase). It covers {filled}."}
+
+    # -- fixtures / synthetic data
+    @staticmethod
+    def write_layout(directory: Path, rows: Sequence[dict[str, Any]], split: str = "val",
+                     layout: str = "parquet") -> Path:
+        """Write rows in a real layout. Each row: question_id, question, image_id, image (PIL), and for
+        val answers (10 strings) and optionally answer_type. `layout`: 'parquet' (lmms-lab) or 'official'."""
+        from mmeval.data.writers import write_json, write_parquet
+
+        directory = Path(directory)
+        if layout == "parquet":
+            cells = []
+            for r in rows:
+                answers = r.get("answers")
+                cells.append({
+                    "question_id": int(r["question_id"]), "question": r["question"], "image_id": int(r["image_id"]),
+                    "question_type": r.get("question_type", "what"), "answer_type": r.get("answer_type", "other"),
+                    "multiple_choice_answer": answers[0] if answers else "",
+                    "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": i + 1}
+                                for i, a in enumerate(answers)] if answers else None,
+                    "image": r["image"]})
+            return write_parquet(directory, HUB_SPLIT[split], cells)
+        spec = OFFICIAL[split]
+        write_json(directory / spec["questions"], {"questions": [
+            {"question_id": int(r["question_id"]), "question": r["question"], "image_id": int(r["image_id"])}
+            for r in rows]})
+        if spec["annotations"]:
+            write_json(directory / spec["annotations"], {"annotations": [
+                {"question_id": int(r["question_id"]), "image_id": int(r["image_id"]),
+                 "question_type": r.get("question_type", "what"), "answer_type": r.get("answer_type", "other"),
+                 "multiple_choice_answer": r["answers"][0],
+                 "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": i + 1}
+                             for i, a in enumerate(r["answers"])]} for r in rows]})
+        images = directory / spec["images"]
+        images.mkdir(parents=True, exist_ok=True)
+        for r in rows:
+            r["image"].save(images / f"{spec['image_prefix']}{int(r['image_id']):012d}.jpg")
+        return directory
