@@ -12,8 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from .config import MambaConfig
-from .mixer import Block, make_norm
-from .ops import check_kernel_mode
+from .mixer import Block, RMSNorm, make_norm
+from .ops import check_kernel_mode, fused_add_norm
 from .state import MambaState
 
 LOGITS_MODES = ("all", "last", "none")
@@ -86,6 +86,12 @@ class MambaLM(nn.Module):
     def device(self) -> torch.device:
         return self.backbone.embedding.weight.device
 
+    def final_norm(self, hidden: Tensor, residual: Tensor | None) -> Tensor:
+        norm = self.backbone.norm_f
+        return fused_add_norm(hidden, residual, norm.weight, getattr(norm, "bias", None), norm.eps,
+                              isinstance(norm, RMSNorm), self.config.residual_in_fp32, prenorm=False,
+                              kernel=self.kernel)
+
     def embed(self, input_ids: Tensor) -> Tensor:
         return self.backbone.embedding(input_ids)
 
@@ -140,8 +146,7 @@ class MambaLM(nn.Module):
             if return_state:
                 conv_out.append(st[0])
                 ssm_out.append(st[1])
-        residual = hidden if residual is None else residual + hidden
-        hidden = self.backbone.norm_f(residual)
+        hidden = self.final_norm(hidden, residual)
         out_logits = None
         if logits == "all":
             out_logits = self.lm_head(hidden)
@@ -179,5 +184,4 @@ class MambaLM(nn.Module):
         residual = None
         for i, layer in enumerate(self.backbone.layers):
             hidden, residual = layer.step(hidden, residual, state.conv_states[i], state.ssm_states[i], self.kernel)
-        residual = residual + hidden
-        return self.lm_head(self.backbone.norm_f(residual)), state
+        return self.lm_head(self.final_norm(hidden, residual)), state

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import MambaConfig
-from .ops import causal_conv1d, causal_conv1d_step, selective_scan, selective_state_step
+from .ops import causal_conv1d, causal_conv1d_step, fused_add_norm, selective_scan, selective_state_step
 
 
 class RMSNorm(nn.Module):
@@ -156,15 +156,16 @@ class Block(nn.Module):
         self.mixer = MambaMixer(cfg, layer_idx=layer_idx, device=device, dtype=dtype)
         self.layer_idx = layer_idx
 
-    def add_residual(self, hidden: Tensor, residual: Tensor | None) -> Tensor:
-        residual = hidden if residual is None else residual + hidden
-        return residual.float() if self.residual_in_fp32 else residual
+    def add_norm(self, hidden: Tensor, residual: Tensor | None, kernel: str) -> tuple[Tensor, Tensor]:
+        """residual += hidden; normed = norm(residual) (one fused kernel on the CUDA path)."""
+        return fused_add_norm(hidden, residual, self.norm.weight, getattr(self.norm, "bias", None), self.norm.eps,
+                              isinstance(self.norm, RMSNorm), self.residual_in_fp32, prenorm=True, kernel=kernel)
 
-    def forward(self, hidden, residual=None, **mixer_kwargs):
-        residual = self.add_residual(hidden, residual)
-        hidden, state = self.mixer(self.norm(residual), **mixer_kwargs)
+    def forward(self, hidden, residual=None, kernel="auto", **mixer_kwargs):
+        normed, residual = self.add_norm(hidden, residual, kernel)
+        hidden, state = self.mixer(normed, kernel=kernel, **mixer_kwargs)
         return hidden, residual, state
 
     def step(self, hidden, residual, conv_state, ssm_state, kernel="auto"):
-        residual = self.add_residual(hidden, residual)
-        return self.mixer.step(self.norm(residual), conv_state, ssm_state, kernel), residual
+        normed, residual = self.add_norm(hidden, residual, kernel)
+        return self.mixer.step(normed, conv_state, ssm_state, kernel), residual

@@ -55,6 +55,15 @@ def _import_causal_conv1d():
     return causal_conv1d_fn, causal_conv1d_update
 
 
+@functools.cache
+def _import_layer_norm_fn():
+    try:
+        from mamba_ssm.ops.triton.layer_norm import layer_norm_fn
+    except Exception:  # noqa: BLE001 - optional kernel package
+        return None
+    return layer_norm_fn
+
+
 def kernels_available() -> bool:
     """True when every Mamba-1 CUDA kernel (scan, state update, conv, conv update) imports."""
     return (
@@ -84,6 +93,7 @@ def use_kernel(kernel: str, t: Tensor, which: str) -> bool:
         "scan": _import_selective_scan_fn,
         "update": _import_selective_state_update,
         "conv": _import_causal_conv1d,
+        "norm": _import_layer_norm_fn,
     }[which]
     if kernel == "auto":
         return t.is_cuda and importer() is not None
@@ -93,6 +103,28 @@ def use_kernel(kernel: str, t: Tensor, which: str) -> bool:
         pkg = "causal_conv1d" if which == "conv" else "mamba_ssm"
         raise RuntimeError(f"kernel='cuda' needs the '{pkg}' package, which could not be imported")
     return True
+
+
+def fused_add_norm(hidden: Tensor, residual: Tensor | None, weight: Tensor, bias: Tensor | None, eps: float,
+                   is_rms_norm: bool, residual_in_fp32: bool, prenorm: bool, kernel: str):
+    """residual = residual + hidden (fp32 if asked); out = norm(residual) in the weight dtype.
+
+    The kernel path is mamba_ssm's Triton fused add+norm (one pass instead of ~8 memory-bound
+    PyTorch ops per layer); the reference computes the same in float32. Returns (out, residual)
+    with ``prenorm``, else out."""
+    if use_kernel(kernel, hidden, "norm"):
+        return _import_layer_norm_fn()(hidden, weight, bias, residual=residual, eps=eps, prenorm=prenorm,
+                                       residual_in_fp32=residual_in_fp32, is_rms_norm=is_rms_norm)
+    residual = hidden if residual is None else residual + hidden
+    if residual_in_fp32:
+        residual = residual.float()
+    xf = residual.float()
+    if is_rms_norm:
+        y = xf * torch.rsqrt(xf.square().mean(-1, keepdim=True) + eps) * weight.float()
+    else:
+        y = F.layer_norm(xf, xf.shape[-1:], weight.float(), None if bias is None else bias.float(), eps)
+    out = y.to(weight.dtype)
+    return (out, residual) if prenorm else out
 
 
 # ------------------------------------------------------------------ reference selective scan

@@ -1,0 +1,211 @@
+"""Answering requests with a Mamba VLM: vision features once per image, the recurrent state after
+`prompt-before-image + image` once per image and reused by every question on it, exact padded
+batching of the question suffixes, then batched greedy decoding from the per-question states.
+
+Both VL-Mamba and Cobra put the image before the question, so the same runtime serves both: the
+adapter supplies the model (`encode_images`, `lm`), the image preprocessing and the prompt split
+(token ids before the image, token ids after it). `prefix_cache=False` runs every request as one
+full sequence instead; the two give the same tokens (tested).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, Sequence
+
+import torch
+
+from mmeval.types import ImageError, Prediction, Request
+
+
+class VisionLanguageModel(Protocol):
+    lm: Any  # mmeval.models.mamba.MambaLM
+
+    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """[N, C, H, W] (or a dict of such for fused towers) -> [N, P, d_model] LM-space tokens."""
+
+
+@dataclass
+class PromptSplit:
+    before_image: list[int]  # e.g. [BOS] (Cobra) or BOS + system + "USER: " (VL-Mamba)
+    after_image: list[int]  # the rest of the prompt up to the assistant cue
+
+
+class VLMRuntime:
+    """Batched, prefix-reusing inference for one VLM. Not thread-safe; one per adapter."""
+
+    def __init__(self, model: VisionLanguageModel, tokenizer: Any, preprocess: Callable[[Any], Any],
+                 split_prompt: Callable[[str, bool], PromptSplit], eos_token_id: int | None,
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                 prefix_cache: bool = True, cache_images: int = 64, cuda_graphs: bool = False):
+        self.model, self.tokenizer, self.preprocess = model, tokenizer, preprocess
+        self.split_prompt, self.eos_token_id = split_prompt, eos_token_id
+        self.device, self.dtype = torch.device(device), dtype
+        self.prefix_cache, self.cuda_graphs = prefix_cache, cuda_graphs
+        self._states: OrderedDict[Any, Any] = OrderedDict()  # image key -> prefix state (batch 1)
+        self._cache_images = cache_images
+        self._candidate_ids: dict[str, int] = {}
+
+    # ---- pieces -------------------------------------------------------------------------
+    def candidate_token(self, candidate: str) -> int:
+        """First token of a candidate answer as the model would emit it first (no leading space)."""
+        if candidate not in self._candidate_ids:
+            ids = self.tokenizer.encode(candidate, add_special_tokens=False)
+            if not ids:
+                raise ValueError(f"candidate answer {candidate!r} tokenizes to nothing")
+            self._candidate_ids[candidate] = ids[0]
+        return self._candidate_ids[candidate]
+
+    def _pixel_batch(self, images: list[Any]):
+        tensors = [self.preprocess(img) for img in images]
+        if isinstance(tensors[0], dict):
+            return {k: torch.stack([t[k] for t in tensors]).to(self.device, self.dtype) for k in tensors[0]}
+        return torch.stack(tensors).to(self.device, self.dtype)
+
+    def _embed_ids(self, ids: list[int]) -> torch.Tensor:
+        t = torch.tensor([ids], dtype=torch.long, device=self.device)
+        return self.model.lm.embed(t).to(self.dtype)
+
+    @staticmethod
+    def _image_key(req: Request) -> Any:
+        # Content, not object identity: parquet rows carry their own copy of a shared image.
+        return (req.group_key, hashlib.blake2b(req.images[0].digest_bytes(), digest_size=16).hexdigest())
+
+    # ---- the batch ---------------------------------------------------------------------
+    @torch.inference_mode()
+    def generate(self, requests: Sequence[Request]) -> list[Prediction]:
+        preds: list[Prediction | None] = [None] * len(requests)
+        # 1. decode images; a broken image fails its own requests only
+        images: dict[Any, Any] = {}
+        for i, req in enumerate(requests):
+            if not req.images:
+                continue
+            key = self._image_key(req)
+            if key in images or (self.prefix_cache and key in self._states):
+                continue
+            try:
+                images[key] = req.images[0].load()
+            except ImageError as exc:
+                preds[i] = Prediction(error=str(exc))
+        for i, req in enumerate(requests):
+            if preds[i] is None and req.images and self._image_key(req) not in images \
+                    and not (self.prefix_cache and self._image_key(req) in self._states):
+                preds[i] = Prediction(error=f"unreadable image {req.images[0].source}")
+        live = [i for i in range(len(requests)) if preds[i] is None]
+        if not live:
+            return preds  # type: ignore[return-value]
+
+        if self.prefix_cache:
+            states, suffixes = self._prefix_states(requests, live, images)
+            logits, state = self._prefill(suffixes, states)
+        else:
+            logits, state = self._full_prefill(requests, live, images)
+
+        probs = torch.softmax(logits.float(), dim=-1)
+        for j, i in enumerate(live):
+            gen = requests[i].generation
+            cand = {c: float(probs[j, self.candidate_token(c)]) for c in gen.candidates} if gen.candidates else None
+            preds[i] = Prediction(text="", candidate_probs=cand)
+
+        max_new = max(requests[i].generation.max_new_tokens for i in live)
+        if max_new > 0:
+            self._decode(requests, live, logits, state, preds)
+        return preds  # type: ignore[return-value]
+
+    def _prefix_states(self, requests, live, images):
+        """Per live request: the cached state after (before-image ids + image), and the suffix ids."""
+        from mmeval.models.mamba import MambaState
+
+        # compute missing prefix states, all new images in one batch
+        new_keys = [k for k in images if k not in self._states]
+        if new_keys:
+            pixel = self._pixel_batch([images[k] for k in new_keys])
+            vis = self.model.encode_images(pixel).to(self.dtype)  # [N, P, D]
+            before = self.split_prompt(requests[live[0]].prompt, True).before_image
+            pre = self._embed_ids(before).expand(len(new_keys), -1, -1) if before else vis[:, :0]
+            out = self.model.lm(inputs_embeds=torch.cat([pre, vis], dim=1), state=None,
+                                return_state=True, logits="none")
+            for n, k in enumerate(new_keys):
+                self._states[k] = out.state.index_select(torch.tensor([n], device=self.device))
+        text_state = None
+        states, suffixes = [], []
+        for i in live:
+            req = requests[i]
+            split = self.split_prompt(req.prompt, bool(req.images))
+            if req.images:
+                key = self._image_key(req)
+                self._states.move_to_end(key)
+                states.append(self._states[key])
+                suffixes.append(split.after_image)
+            else:  # text-only request: the whole prompt is the suffix from an empty state
+                if text_state is None:
+                    text_state = self.model.lm.empty_state(1, device=self.device, dtype=self.dtype)
+                states.append(text_state)
+                suffixes.append(split.before_image + split.after_image)
+        while len(self._states) > self._cache_images:
+            self._states.popitem(last=False)
+        return MambaState.cat(states), suffixes
+
+    def _prefill(self, suffixes: list[list[int]], state):
+        lengths = torch.tensor([len(s) for s in suffixes], device=self.device)
+        width = int(lengths.max())
+        ids = torch.zeros(len(suffixes), width, dtype=torch.long, device=self.device)
+        for j, s in enumerate(suffixes):
+            ids[j, : len(s)] = torch.tensor(s, dtype=torch.long)
+        out = self.model.lm(input_ids=ids, lengths=lengths, state=state, return_state=True, logits="last")
+        return out.logits, out.state
+
+    def _full_prefill(self, requests, live, images):
+        """The uncached path: each request as one right-padded sequence of embeddings."""
+        seqs = []
+        pixel_keys = list(images)
+        vis = None
+        if pixel_keys:
+            vis = self.model.encode_images(self._pixel_batch([images[k] for k in pixel_keys])).to(self.dtype)
+        for i in live:
+            req = requests[i]
+            split = self.split_prompt(req.prompt, bool(req.images))
+            parts = []
+            if split.before_image:
+                parts.append(self._embed_ids(split.before_image)[0])
+            if req.images:
+                parts.append(vis[pixel_keys.index(self._image_key(req))])
+            if split.after_image:
+                parts.append(self._embed_ids(split.after_image)[0])
+            seqs.append(torch.cat(parts, dim=0))
+        lengths = torch.tensor([s.shape[0] for s in seqs], device=self.device)
+        embeds = torch.zeros(len(seqs), int(lengths.max()), seqs[0].shape[-1], device=self.device, dtype=self.dtype)
+        for j, s in enumerate(seqs):
+            embeds[j, : s.shape[0]] = s
+        out = self.model.lm(inputs_embeds=embeds, lengths=lengths, state=None, return_state=True, logits="last")
+        return out.logits, out.state
+
+    def _decode(self, requests, live, logits, state, preds):
+        from mmeval.models.mamba import greedy_generate
+
+        limits = [requests[i].generation.max_new_tokens for i in live]
+        stops = [requests[i].generation.stop for i in live]
+
+        def stop_fn(j: int, tokens: list[int]) -> bool:
+            if len(tokens) >= limits[j]:
+                return True
+            if stops[j]:
+                text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+                return any(s in text for s in stops[j])
+            return False
+
+        tokens = greedy_generate(self.model.lm, logits, state, max_new_tokens=max(limits),
+                                 eos_token_id=self.eos_token_id, stop_fn=stop_fn,
+                                 use_cuda_graph=self.cuda_graphs and self.device.type == "cuda")
+        for j, i in enumerate(live):
+            toks = tokens[j][: limits[j]]
+            if self.eos_token_id is not None and toks and toks[-1] == self.eos_token_id:
+                toks = toks[:-1]
+            text = self.tokenizer.decode(toks, skip_special_tokens=True)
+            for s in stops[j]:
+                if s in text:
+                    text = text[: text.index(s)]
+            preds[i].text = text.strip()
+            preds[i].n_tokens = len(toks)
