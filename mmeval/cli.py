@@ -194,7 +194,8 @@ def _add_optional_commands() -> None:
     """Commands owned by other modules (reports, finetune, bench, synth)."""
     import importlib
 
-    for module, names in (("mmeval.report.commands", ("report", "check")),):
+    for module, names in (("mmeval.report.commands", ("report", "check")), ("mmeval.benchmark.commands", ("bench",)),
+                          ("mmeval.finetune.commands", ("finetune",)), ("mmeval.synth.commands", ("synth",))):
         try:
             mod = importlib.import_module(module)
         except ImportError:

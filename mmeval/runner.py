@@ -124,6 +124,12 @@ class Runner:
         cfg = self.config
         adapter_cls = get_model_class(cfg.model)
         plans = self.plan(adapter_cls)  # data problems surface before a model is loaded
+        return self.run_plans(plans, adapter_cls, adapter)
+
+    def run_plans(self, plans: list[TaskPlan], adapter_cls: type[Adapter],
+                  adapter: Adapter | None = None) -> dict[str, dict[str, Any]]:
+        """Run planned tasks (also used by `mmeval bench` with in-memory documents)."""
+        cfg = self.config
         self.dist = init_from_env(cfg.device)
         self.device = self.dist.device(cfg.device)
         if adapter is None:
