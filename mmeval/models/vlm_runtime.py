@@ -39,7 +39,8 @@ class VLMRuntime:
     def __init__(self, model: VisionLanguageModel, tokenizer: Any, preprocess: Callable[[Any], Any],
                  split_prompt: Callable[[str, bool], PromptSplit], eos_token_id: int | None,
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                 prefix_cache: bool = True, cache_images: int = 64, cuda_graphs: bool = False):
+                 prefix_cache: bool = True, cache_images: int = 64, cuda_graphs: bool = False,
+                 candidate_prefix: str = ""):
         self.model, self.tokenizer, self.preprocess = model, tokenizer, preprocess
         self.split_prompt, self.eos_token_id = split_prompt, eos_token_id
         self.device, self.dtype = torch.device(device), dtype
@@ -47,12 +48,20 @@ class VLMRuntime:
         self._states: OrderedDict[Any, Any] = OrderedDict()  # image key -> prefix state (batch 1)
         self._cache_images = cache_images
         self._candidate_ids: dict[str, int] = {}
+        # How the first answer word is spelled after this template's assistant cue: after
+        # "ASSISTANT:" a GPT-NeoX model writes " Yes" (one token with its space); after a
+        # newline cue it writes "Yes". prismatic encodes the bare candidate; we encode what the
+        # template makes the model emit.
+        self.candidate_prefix = candidate_prefix
 
     # ---- pieces -------------------------------------------------------------------------
     def candidate_token(self, candidate: str) -> int:
-        """First token of a candidate answer as the model would emit it first (no leading space)."""
+        """First token of a candidate answer as the model would emit it right after the prompt."""
         if candidate not in self._candidate_ids:
-            ids = self.tokenizer.encode(candidate, add_special_tokens=False)
+            ids = self.tokenizer.encode(self.candidate_prefix + candidate, add_special_tokens=False)
+            pre = self.tokenizer.encode(self.candidate_prefix, add_special_tokens=False) if self.candidate_prefix else []
+            if pre and ids[: len(pre)] == pre and len(ids) > len(pre):
+                ids = ids[len(pre):]  # the space is a token of its own (byte-level tokenizers)
             if not ids:
                 raise ValueError(f"candidate answer {candidate!r} tokenizes to nothing")
             self._candidate_ids[candidate] = ids[0]
