@@ -32,6 +32,18 @@ class Adapter(abc.ABC):
         """One Prediction per request, in order. An unreadable image gives that request a
         Prediction with `error` set; the others are answered."""
 
+    def prepare(self, requests: Sequence[Request]) -> None:
+        """Called from a background thread for the *next* batch while this one runs: decode
+        (and, in adapters that override it, preprocess) images so the GPU never waits on them."""
+        from mmeval.types import ImageError
+
+        for r in requests:
+            for ref in r.images:
+                try:
+                    ref.load()
+                except ImageError:
+                    pass  # generate() reports it for this request
+
     def answer_probabilities(self, requests: Sequence[Request], candidates: Sequence[str]) -> list[dict[str, float]]:
         """Next-token probabilities of each candidate answer (e.g. "Yes"/"No") after each prompt."""
         from dataclasses import replace

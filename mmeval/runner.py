@@ -21,7 +21,7 @@ from mmeval.distributed import DistContext, init_from_env, shard_by_group
 from mmeval.results import RunManifest, SamplesLog, fingerprint, merge_samples, read_all_samples, write_json_atomic
 from mmeval.scheduler import schedule
 from mmeval.task import Task
-from mmeval.types import Doc, ImageError, Prediction, Request, SampleRecord
+from mmeval.types import Doc, Prediction, Request, SampleRecord
 
 
 @dataclass
@@ -93,15 +93,6 @@ def summarize(task: Task, protocol: str, records: Sequence[SampleRecord], n_boot
         "metrics": metrics, "ci95": {k: [float(lo), float(hi)] for k, (lo, hi) in ci.items()},
         "headline": task.headline(protocol),
     }
-
-
-def _prefetch(requests: Sequence[Request]) -> None:
-    for r in requests:
-        for ref in r.images:
-            try:
-                ref.load()
-            except ImageError:
-                pass  # the adapter reports it for this request
 
 
 class Runner:
@@ -177,12 +168,12 @@ class Runner:
         progress = _progress(len(pending), f"{task.name}", cfg.progress and dist.is_main)
         try:
             with ThreadPoolExecutor(max_workers=1) as pool:
-                ahead = pool.submit(_prefetch, [plan.requests[i] for i in batches[0]]) if batches else None
+                ahead = pool.submit(adapter.prepare, [plan.requests[i] for i in batches[0]]) if batches else None
                 for b, batch in enumerate(batches):
                     if ahead is not None:
                         ahead.result()
                     if b + 1 < len(batches):  # decode the next batch's images while this one runs
-                        ahead = pool.submit(_prefetch, [plan.requests[i] for i in batches[b + 1]])
+                        ahead = pool.submit(adapter.prepare, [plan.requests[i] for i in batches[b + 1]])
                     batch_requests = [plan.requests[i] for i in batch]
                     preds = adapter.generate(batch_requests)
                     if len(preds) != len(batch):

@@ -30,6 +30,7 @@ class ImageRef:
     path: str | None = None
     _image: Any = field(default=None, repr=False)
     _error: str | None = field(default=None, repr=False)
+    _key: str | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def load(self):
@@ -62,6 +63,14 @@ class ImageRef:
         if self.path is not None and Path(self.path).is_file():
             return Path(self.path).read_bytes()
         return self.source.encode()
+
+    def content_key(self) -> str:
+        """A hash of the image bytes (computed once): the same picture in two rows, one key."""
+        if self._key is None:
+            import hashlib
+
+            self._key = hashlib.blake2b(self.digest_bytes(), digest_size=16).hexdigest()
+        return self._key
 
     def release(self) -> None:
         with self._lock:

@@ -160,6 +160,9 @@ class VLMambaAdapter(Adapter):
                    prefix_cache=prefix_cache, cuda_graphs=cuda_graphs)
 
     # ---- answering -------------------------------------------------------------------------
+    def prepare(self, requests) -> None:
+        self.runtime.prepare(requests)  # decode + preprocess the next batch's images off the main thread
+
     def generate(self, requests: Sequence[Request]) -> list[Prediction]:
         return self.runtime.generate(requests)
 

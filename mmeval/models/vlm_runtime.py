@@ -10,12 +10,12 @@ full sequence instead; the two give the same tokens (tested).
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
 import torch
+from torch.profiler import record_function
 
 from mmeval.types import ImageError, Prediction, Request
 
@@ -48,6 +48,7 @@ class VLMRuntime:
         self._states: OrderedDict[Any, Any] = OrderedDict()  # image key -> prefix state (batch 1)
         self._cache_images = cache_images
         self._candidate_ids: dict[str, int] = {}
+        self._pixels: dict[Any, Any] = {}  # image key -> preprocessed tensor, filled by prepare()
         # How the first answer word is spelled after this template's assistant cue: after
         # "ASSISTANT:" a GPT-NeoX model writes " Yes" (one token with its space); after a
         # newline cue it writes "Yes". prismatic encodes the bare candidate; we encode what the
@@ -67,8 +68,8 @@ class VLMRuntime:
             self._candidate_ids[candidate] = ids[0]
         return self._candidate_ids[candidate]
 
-    def _pixel_batch(self, images: list[Any]):
-        tensors = [self.preprocess(img) for img in images]
+    def _pixel_batch(self, keys: list[Any], images: dict[Any, Any]):
+        tensors = [self._pixels.pop(k) if k in self._pixels else self.preprocess(images[k]) for k in keys]
         if isinstance(tensors[0], dict):
             return {k: torch.stack([t[k] for t in tensors]).to(self.device, self.dtype) for k in tensors[0]}
         return torch.stack(tensors).to(self.device, self.dtype)
@@ -80,7 +81,21 @@ class VLMRuntime:
     @staticmethod
     def _image_key(req: Request) -> Any:
         # Content, not object identity: parquet rows carry their own copy of a shared image.
-        return (req.group_key, hashlib.blake2b(req.images[0].digest_bytes(), digest_size=16).hexdigest())
+        return (req.group_key, req.images[0].content_key())
+
+    def prepare(self, requests: Sequence[Request]) -> None:
+        """Background thread: decode and preprocess the images of the next batch (PIL and torch
+        release the GIL), so the GPU does not wait on them."""
+        for req in requests:
+            if not req.images:
+                continue
+            key = self._image_key(req)
+            if key in self._pixels or (self.prefix_cache and key in self._states):
+                continue
+            try:
+                self._pixels[key] = self.preprocess(req.images[0].load())
+            except ImageError:
+                pass  # generate() reports it for this request
 
     # ---- the batch ---------------------------------------------------------------------
     @torch.inference_mode()
@@ -93,6 +108,9 @@ class VLMRuntime:
                 continue
             key = self._image_key(req)
             if key in images or (self.prefix_cache and key in self._states):
+                continue
+            if key in self._pixels:
+                images[key] = None  # already decoded and preprocessed by prepare()
                 continue
             try:
                 images[key] = req.images[0].load()
@@ -107,10 +125,13 @@ class VLMRuntime:
             return preds  # type: ignore[return-value]
 
         if self.prefix_cache:
-            states, suffixes = self._prefix_states(requests, live, images)
-            logits, state = self._prefill(suffixes, states)
+            with record_function("mmeval.prefix"):
+                states, suffixes = self._prefix_states(requests, live, images)
+            with record_function("mmeval.suffix_prefill"):
+                logits, state = self._prefill(suffixes, states)
         else:
-            logits, state = self._full_prefill(requests, live, images)
+            with record_function("mmeval.full_prefill"):
+                logits, state = self._full_prefill(requests, live, images)
 
         probs = torch.softmax(logits.float(), dim=-1)
         for j, i in enumerate(live):
@@ -120,7 +141,8 @@ class VLMRuntime:
 
         max_new = max(requests[i].generation.max_new_tokens for i in live)
         if max_new > 0:
-            self._decode(requests, live, logits, state, preds)
+            with record_function("mmeval.decode"):
+                self._decode(requests, live, logits, state, preds)
         return preds  # type: ignore[return-value]
 
     def _prefix_states(self, requests, live, images):
@@ -130,8 +152,10 @@ class VLMRuntime:
         # compute missing prefix states, all new images in one batch
         new_keys = [k for k in images if k not in self._states]
         if new_keys:
-            pixel = self._pixel_batch([images[k] for k in new_keys])
-            vis = self.model.encode_images(pixel).to(self.dtype)  # [N, P, D]
+            with record_function("mmeval.preprocess"):
+                pixel = self._pixel_batch(new_keys, images)
+            with record_function("mmeval.vision"):
+                vis = self.model.encode_images(pixel).to(self.dtype)  # [N, P, D]
             before = self.split_prompt(requests[live[0]].prompt, True).before_image
             pre = self._embed_ids(before).expand(len(new_keys), -1, -1) if before else vis[:, :0]
             out = self.model.lm(inputs_embeds=torch.cat([pre, vis], dim=1), state=None,
@@ -155,6 +179,9 @@ class VLMRuntime:
                 suffixes.append(split.before_image + split.after_image)
         while len(self._states) > self._cache_images:
             self._states.popitem(last=False)
+        for k in list(self._pixels):  # prepared while this image's state was being computed
+            if k in self._states:
+                self._pixels.pop(k, None)
         return MambaState.cat(states), suffixes
 
     def _prefill(self, suffixes: list[list[int]], state):
@@ -172,7 +199,7 @@ class VLMRuntime:
         pixel_keys = list(images)
         vis = None
         if pixel_keys:
-            vis = self.model.encode_images(self._pixel_batch([images[k] for k in pixel_keys])).to(self.dtype)
+            vis = self.model.encode_images(self._pixel_batch(pixel_keys, images)).to(self.dtype)
         for i in live:
             req = requests[i]
             split = self.split_prompt(req.prompt, bool(req.images))

@@ -14,11 +14,14 @@ on CPU, by running it on top of the *reference* scan started from zero.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from . import triton_correction
 
 KERNEL_MODES = ("auto", "ref", "cuda")
 
@@ -212,6 +215,7 @@ def apply_initial_state_correction(
     C: Tensor,
     z: Tensor | None,
     initial_state: Tensor,
+    use_triton: bool = False,
 ):
     """Add the contribution of a non-zero initial state ``h`` to a scan started from zero.
 
@@ -227,14 +231,17 @@ def apply_initial_state_correction(
     if l == 0:
         return out0, last0 + h
     cum = torch.cumsum(delta_eff.float(), dim=-1)  # [b, d, l]
-    Cc = _per_channel(C, d)
-    parts = []
-    step = _chunk_len(b, d, n, l)
-    for s in range(0, l, step):
-        e = min(l, s + step)
-        decay = torch.exp(cum[:, :, s:e].unsqueeze(-1) * Af[:, None, :])  # [b, d, c, n]
-        parts.append((decay * h.unsqueeze(2) * Cc[..., s:e].transpose(-1, -2)).sum(-1))
-    corr = torch.cat(parts, dim=-1)
+    if use_triton and triton_correction.available(C) and os.environ.get("MMEVAL_TRITON_CORRECTION", "1") != "0":
+        corr = triton_correction.state_term(cum, Af, C, h)  # fused: no [b, d, l, n] temporaries
+    else:
+        Cc = _per_channel(C, d)
+        parts = []
+        step = _chunk_len(b, d, n, l)
+        for s in range(0, l, step):
+            e = min(l, s + step)
+            decay = torch.exp(cum[:, :, s:e].unsqueeze(-1) * Af[:, None, :])  # [b, d, c, n]
+            parts.append((decay * h.unsqueeze(2) * Cc[..., s:e].transpose(-1, -2)).sum(-1))
+        corr = torch.cat(parts, dim=-1)
     if z is not None:
         corr = corr * F.silu(z.float())
     out = (out0.float() + corr).to(out0.dtype)
@@ -256,7 +263,9 @@ def selective_scan_from_zero_with_correction(
                        return_last_state=return_last_state)
     out0, last0 = scan_fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state=True)
     delta_eff = _effective_delta(delta, delta_bias, delta_softplus)
-    out, last = apply_initial_state_correction(out0, last0, delta_eff, A, C, z, initial_state)
+    # the fused Triton term serves inference only (no autograd through it)
+    use_triton = scan_fn is _kernel_scan_fn and not torch.is_grad_enabled()
+    out, last = apply_initial_state_correction(out0, last0, delta_eff, A, C, z, initial_state, use_triton)
     return (out, last) if return_last_state else out
 
 
