@@ -194,15 +194,18 @@ def _add_optional_commands() -> None:
     """Commands owned by other modules (reports, finetune, bench, synth)."""
     import importlib
 
-    for module, names in (("mmeval.report.commands", ("report", "check")), ("mmeval.benchmark.commands", ("bench",)),
-                          ("mmeval.finetune.commands", ("finetune",)), ("mmeval.synth.commands", ("synth",))):
+    commands = (("mmeval.report.commands", {"report": "report", "check": "check"}),
+                ("mmeval.benchmark.commands", {"bench": "bench"}),
+                ("mmeval.finetune.commands", {"finetune": "finetune_command"}),
+                ("mmeval.synth.commands", {"synth": "synth"}))
+    for module, names in commands:
         try:
             mod = importlib.import_module(module)
         except ImportError:
             continue
-        for name in names:
-            if hasattr(mod, name):
-                main.add_command(getattr(mod, name), name=name)
+        for name, attr in names.items():
+            if hasattr(mod, attr):
+                main.add_command(getattr(mod, attr), name=name)
 
 
 _add_optional_commands()

@@ -365,7 +365,8 @@ def causal_conv1d(
     if use_kernel(kernel, x, "conv"):
         conv_fn, _ = _import_causal_conv1d()
         if initial_state is None:
-            return conv_fn(x.contiguous(), weight, bias, activation="silu")
+            # the kernel takes any batch/channel strides as long as the time axis is unit-stride
+            return conv_fn(x if x.stride(-1) == 1 else x.contiguous(), weight, bias, activation="silu")
         # initial_states needs the channel-last layout (stride(1) == 1) for x and the state
         x_cl = x.transpose(1, 2).contiguous().transpose(1, 2)
         init_cl = initial_state.to(x.dtype).transpose(1, 2).contiguous().transpose(1, 2)

@@ -1,0 +1,120 @@
+"""The embedded default of `mmeval run`: with no checkpoint and no data, on a machine that cannot
+reach the hub, the run uses the demo model and the generated benchmarks, and says so in one line.
+
+`apply_embedded_default(config, log)` returns the RunConfig to run:
+
+- model `vl-mamba` / `cobra` without `checkpoint=`, `tiny=` or `random_init=` (the adapters accept
+  nothing else, and no VL-Mamba weights are public): the demo model of that family (trained on
+  first use, ~5 min on 2 CPU cores, then cached under `.cache/mmeval-demo/`) is filled in as
+  `checkpoint=` (+ `vision=` for Cobra);
+- no `--data` while the hub is unreachable (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE set, or no
+  connection), or no `--data` together with the demo model: the generated benchmarks are filled
+  in (written on first use), and VQAv2 gets `split=val` (the generated test-dev split has no answers,
+  like the real one) unless a split was asked for;
+- anything given explicitly is kept; tasks the generator does not cover keep the config as it is.
+
+`MMEVAL_DEMO_CACHE` moves the cache folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+DEMO_FAMILIES = ("vl-mamba", "cobra")
+MODEL_KEYS = ("checkpoint", "tiny", "random_init")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MMEVAL_DEMO_CACHE") or ".cache/mmeval-demo")
+
+
+def _truthy(v: Optional[str]) -> bool:
+    return str(v or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def hub_reachable(timeout: float = 1.5) -> bool:
+    """False when offline mode is set or huggingface.co:443 does not answer within `timeout` s."""
+    if any(_truthy(os.environ.get(k)) for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")):
+        return False
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def demo_data_dir(seed: int = 0, cache: Optional[Path] = None) -> Path:
+    return (cache or cache_dir()) / f"data-seed{seed}"
+
+
+def ensure_demo_data(seed: int = 0, cache: Optional[Path] = None, log: Callable[[str], None] = print) -> Path:
+    """The generated benchmarks for `seed` (written when missing or written with other settings)."""
+    from mmeval.synth.benchmarks import DEFAULT_COUNTS, TASKS, read_manifest, write_benchmarks
+
+    d = demo_data_dir(seed, cache)
+    m = read_manifest(d)
+    if m is None or m.get("seed") != seed or m.get("counts") != {t: DEFAULT_COUNTS[t] for t in TASKS}:
+        log(f"writing the generated benchmarks (seed {seed}) to {d}")
+        write_benchmarks(d, seed=seed)
+    return d
+
+
+def ensure_demo_model(model: str, seed: int = 0, cache: Optional[Path] = None,
+                      log: Callable[[str], None] = print) -> dict[str, str]:
+    """--model-args of the cached demo model (trained first when missing)."""
+    from mmeval.synth.demo_models import demo_config, model_args, train_demo_model
+
+    ckpt = train_demo_model(demo_config(model, seed), cache or cache_dir(), log=log)
+    return model_args(model, ckpt)
+
+
+def apply_embedded_default(config: Any, log: Callable[[str], None] = print, *, seed: int = 0,
+                           cache: Optional[Path] = None, reachable: Optional[Callable[[], bool]] = None,
+                           make_data: Optional[Callable[..., Path]] = None,
+                           make_model: Optional[Callable[..., dict]] = None) -> Any:
+    """The RunConfig to run (a new one; `config` is not changed). See the module docstring.
+
+    `reachable`, `make_data` and `make_model` replace the hub probe, `ensure_demo_data` and
+    `ensure_demo_model` (tests)."""
+    from mmeval.synth.benchmarks import TASKS
+
+    reachable = reachable or hub_reachable
+    make_data = make_data or ensure_demo_data
+    make_model = make_model or ensure_demo_model
+    cache = cache or cache_dir()
+    need_model = config.model in DEMO_FAMILIES and not any(config.model_args.get(k) for k in MODEL_KEYS)
+    need_data = config.data is None and all(t in TASKS for t in config.tasks)
+    if not need_model and not need_data:
+        return config
+    online = None
+    if need_data and not need_model:
+        online = reachable()
+        need_data = not online
+    if not need_model and not need_data:
+        return config
+
+    # both pieces are logged on one line; building them may print progress before it
+    quiet: Callable[[str], None] = lambda m: log(f"  {m}")  # noqa: E731
+    model_args = dict(config.model_args)
+    parts = []
+    if need_model:
+        model_args.update(make_model(config.model, seed=seed, cache=cache, log=quiet))
+        parts.append(f"the demo {config.model} model ({model_args['checkpoint']})")
+    data, task_args = config.data, {k: dict(v) for k, v in config.task_args.items()}
+    if need_data:
+        data = make_data(seed=seed, cache=cache, log=quiet)
+        if "vqav2" in config.tasks:
+            task_args.setdefault("vqav2", {}).setdefault("split", "val")
+        parts.append(f"the generated benchmarks ({data})")
+    why = []
+    if need_model:
+        why.append("no checkpoint")
+    if need_data:
+        why.append("no --data" + (" and the hub is unreachable" if online is False else ""))
+    log(f"embedded default ({', '.join(why)}): using {' and '.join(parts)} -- demo models on generated data, "
+        "not the papers' models (give --model-args checkpoint=... and --data DIR for real runs)")
+    return dataclasses.replace(config, model_args=model_args, data=data, task_args=task_args)
