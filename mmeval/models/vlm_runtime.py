@@ -185,11 +185,12 @@ class VLMRuntime:
         return MambaState.cat(states), suffixes
 
     def _prefill(self, suffixes: list[list[int]], state):
-        lengths = torch.tensor([len(s) for s in suffixes], device=self.device)
-        width = int(lengths.max())
-        ids = torch.zeros(len(suffixes), width, dtype=torch.long, device=self.device)
+        # built on the host and copied once: no per-row device writes, no host syncs
+        lengths = torch.tensor([len(s) for s in suffixes])
+        ids = torch.zeros(len(suffixes), int(lengths.max()), dtype=torch.long)
         for j, s in enumerate(suffixes):
             ids[j, : len(s)] = torch.tensor(s, dtype=torch.long)
+        ids = ids.to(self.device, non_blocking=True)
         out = self.model.lm(input_ids=ids, lengths=lengths, state=state, return_state=True, logits="last")
         return out.logits, out.state
 
@@ -211,7 +212,7 @@ class VLMRuntime:
             if split.after_image:
                 parts.append(self._embed_ids(split.after_image)[0])
             seqs.append(torch.cat(parts, dim=0))
-        lengths = torch.tensor([s.shape[0] for s in seqs], device=self.device)
+        lengths = torch.tensor([s.shape[0] for s in seqs])
         embeds = torch.zeros(len(seqs), int(lengths.max()), seqs[0].shape[-1], device=self.device, dtype=self.dtype)
         for j, s in enumerate(seqs):
             embeds[j, : s.shape[0]] = s

@@ -52,15 +52,19 @@ def _init_weights(module: nn.Module, n_layer: int, initializer_range: float = 0.
             p /= math.sqrt(n_layer)
 
 
-def _as_lengths(lengths, batch: int, seqlen: int, device) -> Tensor | None:
+def _as_lengths(lengths, batch: int, seqlen: int, device) -> tuple[Tensor | None, int]:
+    """(lengths on the device, the smallest length). Lists and CPU tensors are checked on the
+    host, so the hot loop never waits on the GPU; a CUDA tensor is checked with one sync."""
     if lengths is None:
-        return None
-    lengths = torch.as_tensor(lengths, dtype=torch.long, device=device).view(-1)
-    if lengths.numel() != batch:
-        raise ValueError(f"lengths has {lengths.numel()} entries for a batch of {batch}")
-    if bool((lengths < 0).any()) or bool((lengths > seqlen).any()):
-        raise ValueError(f"lengths must lie in [0, {seqlen}], got {lengths.tolist()}")
-    return lengths
+        return None, seqlen
+    host = torch.as_tensor(lengths, dtype=torch.long).view(-1) if not torch.is_tensor(lengths) \
+        else lengths.view(-1)
+    if host.numel() != batch:
+        raise ValueError(f"lengths has {host.numel()} entries for a batch of {batch}")
+    lo, hi = (int(v) for v in torch.aminmax(host))
+    if lo < 0 or hi > seqlen:
+        raise ValueError(f"lengths must lie in [0, {seqlen}], got {host.tolist()}")
+    return host.to(device=device, non_blocking=True), lo
 
 
 class MambaLM(nn.Module):
@@ -134,7 +138,7 @@ class MambaLM(nn.Module):
             raise ValueError(f"logits must be one of {LOGITS_MODES}, got {logits!r}")
         hidden = self._inputs(input_ids, inputs_embeds)
         Bsz, L = hidden.shape[:2]
-        lengths = _as_lengths(lengths, Bsz, L, hidden.device)
+        lengths, shortest = _as_lengths(lengths, Bsz, L, hidden.device)
         if state is not None:
             state = self._check_state(state, Bsz)
         conv_out, ssm_out = [], []
@@ -154,7 +158,7 @@ class MambaLM(nn.Module):
             if lengths is None:
                 last = hidden[:, -1]
             else:
-                if bool((lengths < 1).any()):
+                if shortest < 1:
                     raise ValueError("logits='last' needs every length >= 1")
                 last = hidden[torch.arange(Bsz, device=hidden.device), lengths - 1]
             out_logits = self.lm_head(last)
