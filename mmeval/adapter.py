@@ -12,7 +12,7 @@ import hashlib
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
-from mmeval.errors import UnknownNameError
+from mmeval.errors import ModelArgsError, UnknownNameError
 from mmeval.types import Prediction, Request
 
 
@@ -65,6 +65,33 @@ class Adapter(abc.ABC):
         if unknown:
             known = ", ".join(f"{k} ({v})" for k, v in cls.options.items()) or "none"
             raise UnknownNameError(f"model {cls.name}: unknown --model-args {', '.join(unknown)}; known: {known}")
+
+
+DTYPES = ("float32", "bfloat16", "float16")
+_DTYPE_ALIASES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
+                  "half": "float16", "fp32": "float32", "float32": "float32", "float": "float32"}
+
+
+def parse_dtype(value: str, option: str = "dtype"):
+    """A torch dtype from a --model-args string (bf16, bfloat16, fp16, float16, fp32, float32)."""
+    import torch
+
+    name = _DTYPE_ALIASES.get(str(value).strip().lower())
+    if name is None:
+        raise ModelArgsError(f"--model-args {option}={value}: expected one of {', '.join(DTYPES)}")
+    return getattr(torch, name)
+
+
+def parse_flag(value: str | None, default: bool = False) -> bool:
+    """A boolean from a --model-args string (1/0, true/false, yes/no, on/off; empty: default)."""
+    if value is None or value == "":
+        return default
+    s = str(value).strip().lower()
+    if s in ("1", "true", "yes", "on"):
+        return True
+    if s in ("0", "false", "no", "off"):
+        return False
+    raise ModelArgsError(f"expected a boolean (1/0/true/false), got {value!r}")
 
 
 def sha256_of_path(path: str | Path) -> str:

@@ -19,3 +19,7 @@ class CheckpointError(MMEvalError):
 
 class RunError(MMEvalError):
     """A run directory that cannot be resumed or written as asked."""
+
+
+class ModelArgsError(MMEvalError):
+    """--model-args that do not fit together or name an unknown value."""

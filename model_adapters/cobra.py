@@ -15,23 +15,10 @@ from typing import Any, Sequence
 
 import torch
 
-from mmeval.adapter import Adapter, sha256_of_path
-from mmeval.errors import CheckpointError
+from mmeval.adapter import Adapter, parse_dtype, parse_flag, sha256_of_path
+from mmeval.errors import CheckpointError, ModelArgsError
 from mmeval.types import Prediction, Request
 
-_DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
-           "half": torch.float16, "fp32": torch.float32, "float32": torch.float32, "float": torch.float32}
-
-
-def _flag(v: str | None, default: bool = False) -> bool:
-    if v is None or v == "":
-        return default
-    s = str(v).strip().lower()
-    if s in ("1", "true", "yes", "on"):
-        return True
-    if s in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"expected a boolean (1/0/true/false), got {v!r}")
 
 
 class CobraAdapter(Adapter):
@@ -96,23 +83,20 @@ class CobraAdapter(Adapter):
 
         cls.check_args(args)
         dev = torch.device(args.get("device") or device or "cpu")
-        dname = (args.get("dtype") or ("bf16" if dev.type == "cuda" else "fp32")).lower()
-        if dname not in _DTYPES:
-            raise ValueError(f"model cobra: unknown dtype {dname!r}; known: bf16, fp16, fp32")
-        dtype = _DTYPES[dname]
-        tiny, random_init = _flag(args.get("tiny")), _flag(args.get("random_init"))
-        prefix_cache, cuda_graphs = _flag(args.get("prefix_cache"), True), _flag(args.get("cuda_graphs"))
+        dtype = parse_dtype(args.get("dtype") or ("bf16" if dev.type == "cuda" else "fp32"))
+        tiny, random_init = parse_flag(args.get("tiny")), parse_flag(args.get("random_init"))
+        prefix_cache, cuda_graphs = parse_flag(args.get("prefix_cache"), True), parse_flag(args.get("cuda_graphs"), dev.type == "cuda")
         kernel = args.get("kernel") or "auto"
         seed = int(args.get("seed") or 0)
         ckpt = args.get("checkpoint")
         if sum([tiny, random_init, bool(ckpt)]) != 1:
-            raise ValueError("model cobra: give exactly one of checkpoint=PATH, tiny=1 or random_init=1")
+            raise ModelArgsError("model cobra: give exactly one of checkpoint=PATH, tiny=1 or random_init=1")
 
         llm_arg = args.get("llm")
         llm_dir = llm_arg if llm_arg and os.path.isdir(os.path.expanduser(llm_arg)) else None
         llm_id = llm_arg if llm_arg and not llm_dir else None
         if llm_id is not None and llm_id not in LLM_BACKBONES:
-            raise ValueError(f"model cobra: unknown llm {llm_id!r}; known: {', '.join(LLM_BACKBONES)} or a directory")
+            raise ModelArgsError(f"model cobra: unknown llm {llm_id!r}; known: {', '.join(LLM_BACKBONES)} or a directory")
         over: dict[str, Any] = {}
         if args.get("projector"):
             over["arch_specifier"] = args["projector"]
@@ -122,7 +106,7 @@ class CobraAdapter(Adapter):
             over["image_resize_strategy"] = args["resize"]
         preset = args.get("model") or "cobra+3b"
         if preset not in MODEL_PRESETS:
-            raise ValueError(f"model cobra: unknown model {preset!r}; known: {', '.join(MODEL_PRESETS)}")
+            raise ModelArgsError(f"model cobra: unknown model {preset!r}; known: {', '.join(MODEL_PRESETS)}")
 
         run_dir = None
         vision_source = args.get("vision")

@@ -22,23 +22,10 @@ from typing import Any, Sequence
 
 import torch
 
-from mmeval.adapter import Adapter, sha256_of_path
-from mmeval.errors import CheckpointError
+from mmeval.adapter import Adapter, parse_dtype, parse_flag, sha256_of_path
+from mmeval.errors import CheckpointError, ModelArgsError
 from mmeval.types import Prediction, Request
 
-_DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
-           "half": torch.float16, "fp32": torch.float32, "float32": torch.float32, "float": torch.float32}
-
-
-def _flag(v: str | None, default: bool = False) -> bool:
-    if v is None or v == "":
-        return default
-    s = str(v).strip().lower()
-    if s in ("1", "true", "yes", "on"):
-        return True
-    if s in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"expected a boolean (1/0/true/false), got {v!r}")
 
 
 class VLMambaAdapter(Adapter):
@@ -103,26 +90,23 @@ class VLMambaAdapter(Adapter):
 
         cls.check_args(args)
         dev = torch.device(args.get("device") or device or "cpu")
-        dname = (args.get("dtype") or ("bfloat16" if dev.type == "cuda" else "float32")).lower()
-        if dname not in _DTYPES:
-            raise ValueError(f"model vl-mamba: unknown dtype {dname!r}; known: float32, bfloat16, float16")
-        dtype = _DTYPES[dname]
-        tiny, random_init = _flag(args.get("tiny")), _flag(args.get("random_init"))
-        prefix_cache, cuda_graphs = _flag(args.get("prefix_cache"), True), _flag(args.get("cuda_graphs"))
+        dtype = parse_dtype(args.get("dtype") or ("bfloat16" if dev.type == "cuda" else "float32"))
+        tiny, random_init = parse_flag(args.get("tiny")), parse_flag(args.get("random_init"))
+        prefix_cache, cuda_graphs = parse_flag(args.get("prefix_cache"), True), parse_flag(args.get("cuda_graphs"), dev.type == "cuda")
         kernel = args.get("kernel") or "auto"
         seed = int(args.get("seed") or 0)
         ckpt = args.get("checkpoint")
         if tiny and random_init:
-            raise ValueError("model vl-mamba: give tiny=1 or random_init=1, not both")
+            raise ModelArgsError("model vl-mamba: give tiny=1 or random_init=1, not both")
         if random_init and ckpt:
-            raise ValueError("model vl-mamba: random_init=1 builds a model without files; drop checkpoint=")
+            raise ModelArgsError("model vl-mamba: random_init=1 builds a model without files; drop checkpoint=")
         if not (tiny or random_init or ckpt):
-            raise ValueError("model vl-mamba: give checkpoint=PATH, tiny=1 or random_init=1")
+            raise ModelArgsError("model vl-mamba: give checkpoint=PATH, tiny=1 or random_init=1")
         axes = {k: args[k] for k in ("encoder", "mmc", "scan", "llm") if args.get(k)}
         try:
             cfg = VLMambaConfig(tiny=tiny, **axes)
         except ValueError as e:
-            raise ValueError(f"model vl-mamba: {e}") from None
+            raise ModelArgsError(f"model vl-mamba: {e}") from None
 
         tok_source = args.get("tokenizer")
         if ckpt:
@@ -134,7 +118,7 @@ class VLMambaAdapter(Adapter):
             for k, v in axes.items():  # axes given with a checkpoint must agree with it
                 have = getattr(model.cfg, k)
                 if k != "llm" and have != getattr(cfg, k):
-                    raise ValueError(f"model vl-mamba: {k}={v} but checkpoint {ckpt} has {k}={have}")
+                    raise ModelArgsError(f"model vl-mamba: {k}={v} but checkpoint {ckpt} has {k}={have}")
             if tiny and not tok_source:
                 tok, tok_source = build_tiny_tokenizer(), "tiny (in-memory)"
             else:

@@ -88,6 +88,9 @@ def _task_statistic(task: str, protocol: str, metric: str, scores_a: list, score
         t = get_task(task)
     except Exception:  # noqa: BLE001 - unregistered task, missing options, optional deps
         return None
+    resamplable = t.ci_metrics(protocol)
+    if resamplable is not None and metric not in resamplable:
+        return None  # the task cannot recompute it on resamples (e.g. corpus CIDEr): per-sample means
 
     def stat(scores: list) -> float:
         v = t.aggregate(scores, protocol)[metric]

@@ -3,46 +3,19 @@ cache (a second run sends nothing), retries, configuration; and the MM-Vet grade
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tests.fake_judge import fake_endpoint as _fake
 from mmeval.metrics.judge import (JudgeClient, JudgeError, chat_url, grade_mmvet, judge_from_options,
                                   mmvet_aggregate, mmvet_few_shot, mmvet_query, parse_mmvet_score,
                                   split_judge_options)
 
 
-@contextlib.contextmanager
+
 def fake_endpoint(reply, status=200):
-    """A chat-completions server on 127.0.0.1: reply(body) -> content; records every request."""
-    seen: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
-            code = status(len(seen)) if callable(status) else status
-            out = json.dumps({"id": "x", "model": body["model"],
-                              "choices": [{"index": 0, "message": {"role": "assistant", "content": reply(body)}}]})
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(out.encode())
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=lambda: server.serve_forever(poll_interval=0.02), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    return _fake(reply, status, full=True)
 
 
 def test_chat_and_cache(tmp_path):

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from mmeval.errors import CheckpointError, UnknownNameError
+from mmeval.errors import CheckpointError, UnknownNameError, ModelArgsError
 from mmeval.models.cobra import (IGNORE_INDEX, Cobra, CobraConfig, build_prompt, build_tiny_tokenizer, encode_prompt,
                                  lm_sizes_from_checkpoint, load_cobra, read_checkpoint, save_cobra)
 from mmeval.models.vision_timm import save_vision_weights
@@ -255,9 +255,9 @@ def test_strict_key_check_names_the_key(tmp_path):
 def test_adapter_args():
     with pytest.raises(UnknownNameError, match="checkpoint"):
         CobraAdapter.from_args({"tiny": "1", "bogus": "2"})
-    with pytest.raises(ValueError, match="exactly one"):
+    with pytest.raises(ModelArgsError, match="exactly one"):
         CobraAdapter.from_args({"tiny": "1", "random_init": "1"})
-    with pytest.raises(ValueError, match="exactly one"):
+    with pytest.raises(ModelArgsError, match="exactly one"):
         CobraAdapter.from_args({})
     assert CobraAdapter.preferred_protocol == "prismatic" and CobraAdapter.name == "cobra"
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from mmeval.errors import CheckpointError
+from mmeval.errors import CheckpointError, ModelArgsError
 from mmeval.models.vl_mamba import (IMAGE_TOKEN_INDEX, SYSTEM_PROMPT, VLMamba, VLMambaConfig, build_prompt,
                                     build_tiny_tokenizer, conversation_text, split_prompt_ids, tokenize_with_image)
 from mmeval.models.vlm_runtime import PromptSplit, VLMRuntime
@@ -281,7 +281,7 @@ def test_adapter_tiny(tmp_path, tok_file):
     c = VLMambaAdapter.from_args({"tiny": "1", "checkpoint": str(tmp_path / "ck"), "tokenizer": tok_file})
     pc = c.generate(reqs)
     assert [p.text for p in pc] == [p.text for p in pa]
-    with pytest.raises(ValueError, match="mmc=mlp but checkpoint"):
+    with pytest.raises(ModelArgsError, match="mmc=mlp but checkpoint"):
         VLMambaAdapter.from_args({"tiny": "1", "checkpoint": str(tmp_path / "ck"), "mmc": "mlp"})
     ident = c.identity()
     assert ident["checkpoint"] == str(tmp_path / "ck") and len(ident["checkpoint_sha256"]) == 64

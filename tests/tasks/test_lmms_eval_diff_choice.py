@@ -5,13 +5,12 @@ patched get_chat_response on lmms-eval's side, both returning the same canned re
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+from tests.fake_judge import fake_endpoint
 
 pytest.importorskip("lmms_eval")
 
@@ -30,29 +29,6 @@ def no_env_judge(monkeypatch):
         monkeypatch.delenv(k, raising=False)
 
 
-@contextlib.contextmanager
-def fake_endpoint(reply):
-    seen: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen.append(body)
-            out = json.dumps({"choices": [{"message": {"role": "assistant", "content": reply(body)}}]})
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(out.encode())
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=lambda: server.serve_forever(poll_interval=0.02), daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 SQA_POST = {"format": "default", "pre_prompt": "", "post_prompt": "\nAnswer with the option's letter from the given choices directly."}

@@ -1,0 +1,132 @@
+"""mmeval synth: every task's layout written and loaded; determinism; the embedded default of `mmeval run`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mmeval.cli import main
+from mmeval.runner import RunConfig
+from mmeval.synth.benchmarks import TASKS, write_benchmarks
+from mmeval.synth.defaults import apply_embedded_default
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_synth_writes_every_layout_and_mock_run_loads_them(tmp_path):
+    data = tmp_path / "synth"
+    r = CliRunner().invoke(main, ["synth", "--out", str(data), "--seed", "3", "--n", "8"])
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((data / "synth.json").read_text())
+    assert set(manifest["tasks"]) == set(TASKS)
+    assert (data / "vsr" / "test.jsonl").is_file() and (data / "vsr" / "images").is_dir()
+    assert (data / "gqa" / "testdev_balanced_instructions").is_dir()
+    out = tmp_path / "runs"
+    r = CliRunner().invoke(main, ["run", "--model", "mock", "--tasks", ",".join(TASKS), "--data", str(data),
+                                  "--task-args", "vqav2.split=val", "--output", str(out), "--run-name", "m",
+                                  "--no-progress", "--bootstrap", "0"])
+    assert r.exit_code == 0, r.output
+    for task in TASKS:
+        res = json.loads((out / "m" / f"{task}.json").read_text())
+        assert res["n"] > 0 and res["n_errors"] == 0, task
+        if task != "mmvet":  # MM-Vet needs a judge: no metrics without one
+            assert res["metrics"], task
+
+
+def test_same_seed_same_files_other_seed_other_files(tmp_path):
+    a, b, c = (tmp_path / x for x in "abc")
+    for d, seed in ((a, 1), (b, 1), (c, 2)):
+        write_benchmarks(d, seed=seed, counts=5, tasks=("pope", "vsr", "mmbench", "textvqa"))
+    assert _digest(a) == _digest(b)
+    assert _digest(a) != _digest(c)
+
+
+def test_training_set_is_llava_format(tmp_path):
+    from mmeval.synth.training import build_training_set
+
+    res = build_training_set(tmp_path / "train", seed=0, scale=0.05, tasks=("pope", "vsr", "gqa"))
+    rows = json.loads(Path(res["file"]).read_text())
+    assert res["n"] == len(rows) > 0
+    for row in rows:
+        human, gpt = row["conversations"]
+        assert human["from"] == "human" and human["value"].startswith("<image>\n")
+        assert gpt["from"] == "gpt" and gpt["value"]
+        assert (Path(res["images"]) / row["image"]).is_file()
+    assert {r["conversations"][1]["value"] for r in rows if r["id"].startswith("vsr")} <= {"True", "False"}
+
+
+# ---------------------------------------------------------------- the embedded default
+class Fakes:
+    def __init__(self, tmp_path: Path):
+        self.tmp, self.calls = tmp_path, []
+
+    def data(self, seed=0, cache=None, log=print):
+        self.calls.append("data")
+        return self.tmp / "demo-data"
+
+    def model(self, model, seed=0, cache=None, log=print):
+        self.calls.append(model)
+        return {"checkpoint": str(self.tmp / model)}
+
+
+def _apply(cfg, fakes, reachable=False):
+    lines = []
+    new = apply_embedded_default(cfg, lines.append, reachable=lambda: reachable, make_data=fakes.data,
+                                 make_model=fakes.model)
+    return new, lines
+
+
+def test_default_fills_demo_model_and_data_when_nothing_given(tmp_path):
+    fakes = Fakes(tmp_path)
+    cfg = RunConfig(model="vl-mamba", tasks=["pope", "gqa", "vqav2"])
+    new, lines = _apply(cfg, fakes)
+    assert new.model_args == {"checkpoint": str(tmp_path / "vl-mamba")}
+    assert new.data == tmp_path / "demo-data"
+    assert new.task_args == {"vqav2": {"split": "val"}}
+    assert len(lines) == 1 and "demo" in lines[0] and "not the papers' models" in lines[0]
+    assert cfg.model_args == {} and cfg.data is None  # the input is not changed
+
+
+def test_default_keeps_what_is_given(tmp_path):
+    fakes = Fakes(tmp_path)
+    given = RunConfig(model="cobra", tasks=["pope"], model_args={"checkpoint": "/ckpt"}, data=tmp_path)
+    new, lines = _apply(given, fakes)
+    assert new is given and lines == [] and fakes.calls == []
+    # a checkpoint without data: the hub when it answers, the generated data when it does not
+    no_data = RunConfig(model="cobra", tasks=["pope"], model_args={"checkpoint": "/ckpt"})
+    assert _apply(no_data, fakes, reachable=True)[0] is no_data
+    new, lines = _apply(no_data, fakes, reachable=False)
+    assert new.model_args == {"checkpoint": "/ckpt"} and new.data == tmp_path / "demo-data" and len(lines) == 1
+    # data without a checkpoint: the demo model, the given data
+    new, _ = _apply(RunConfig(model="vl-mamba", tasks=["pope"], data=tmp_path), fakes)
+    assert new.data == tmp_path and new.model_args["checkpoint"] == str(tmp_path / "vl-mamba")
+    # tiny=1, other models, tasks the generator does not cover: untouched
+    for cfg in (RunConfig(model="vl-mamba", tasks=["pope"], model_args={"tiny": "1"}, data=tmp_path),
+                RunConfig(model="mock", tasks=["pope"], data=tmp_path)):
+        assert _apply(cfg, fakes)[0] is cfg
+    cfg = RunConfig(model="mock", tasks=["coco_caption"])
+    assert _apply(cfg, fakes)[0] is cfg
+
+
+@pytest.mark.parametrize("family", ["vl-mamba", "cobra"])
+def test_demo_model_trains_caches_and_loads(tmp_path, family, monkeypatch):
+    """A very short training run goes through the finetune loop, is cached, reused, and loads through
+    the adapter with the checkpoint args the default fills in."""
+    from mmeval.registry import get_model_class
+    from mmeval.synth import demo_models
+
+    monkeypatch.setitem(demo_models.DEMO_SETTINGS, family, dict(steps=2, train_scale=0.02, batch_size=4,
+                                                                 d_model=16, n_layer=1))
+    cfg = demo_models.demo_config(family)
+    ckpt = demo_models.train_demo_model(cfg, tmp_path, log=lambda m: None, progress=False)
+    assert demo_models.cached(cfg, tmp_path) == ckpt
+    assert demo_models.train_demo_model(cfg, tmp_path, log=lambda m: None) == ckpt  # reused
+    adapter = get_model_class(family).from_args(demo_models.model_args(family, ckpt))
+    assert adapter.tokenizer.eos_token == "<|endoftext|>"
