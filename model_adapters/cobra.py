@@ -43,7 +43,7 @@ class CobraAdapter(Adapter):
         "random_init": "1: full-size model with random weights, no files (speed runs)",
         "seed": "seed for tiny/random_init weights (default 0)",
         "prefix_cache": "true|false: reuse the post-image state across questions on one image (default true)",
-        "cuda_graphs": "true|false: CUDA-graph single-token decoding (default false)",
+        "cuda_graphs": "true|false: CUDA-graph single-token decoding (default true on CUDA)",
         "kernel": "auto | ref | cuda: Mamba kernels (default auto)",
     }
 

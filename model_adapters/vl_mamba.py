@@ -50,7 +50,7 @@ class VLMambaAdapter(Adapter):
                        "tokenizer= if given, else an in-memory byte-level one",
         "seed": "seed for tiny/random_init weights (default 0)",
         "prefix_cache": "true|false: reuse the post-image state across questions on one image (default true)",
-        "cuda_graphs": "true|false: CUDA-graph single-token decoding (default false)",
+        "cuda_graphs": "true|false: CUDA-graph single-token decoding (default true on CUDA)",
         "kernel": "auto | ref | cuda: Mamba/VSS scan kernels (default auto)",
     }
 
