@@ -229,8 +229,10 @@ class VLMRuntime:
             if len(tokens) >= limits[j]:
                 return True
             if stops[j]:
-                text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-                return any(s in text for s in stops[j])
+                # a stop string that completes at this token lies within its last len(stop)
+                # tokens (each token is at least one character): decode only that tail
+                tail = self.tokenizer.decode(tokens[-max(map(len, stops[j])) - 1:], skip_special_tokens=True)
+                return any(s in tail for s in stops[j])
             return False
 
         tokens = greedy_generate(self.model.lm, logits, state, max_new_tokens=max(limits),
