@@ -10,7 +10,9 @@ full sequence instead; the two give the same tokens (tested).
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
@@ -49,6 +51,7 @@ class VLMRuntime:
         self._cache_images = cache_images
         self._candidate_ids: dict[str, int] = {}
         self._pixels: dict[Any, Any] = {}  # image key -> preprocessed tensor, filled by prepare()
+        self._pool: ThreadPoolExecutor | None = None
         # How the first answer word is spelled after this template's assistant cue: after
         # "ASSISTANT:" a GPT-NeoX model writes " Yes" (one token with its space); after a
         # newline cue it writes "Yes". prismatic encodes the bare candidate; we encode what the
@@ -68,8 +71,8 @@ class VLMRuntime:
             self._candidate_ids[candidate] = ids[0]
         return self._candidate_ids[candidate]
 
-    def _pixel_batch(self, keys: list[Any], images: dict[Any, Any]):
-        tensors = [self._pixels.pop(k) if k in self._pixels else self.preprocess(images[k]) for k in keys]
+    def _pixel_batch(self, keys: list[Any]):
+        tensors = [self._pixels.pop(k) for k in keys]
         if isinstance(tensors[0], dict):
             return {k: torch.stack([t[k] for t in tensors]).to(self.device, self.dtype) for k in tensors[0]}
         return torch.stack(tensors).to(self.device, self.dtype)
@@ -84,42 +87,54 @@ class VLMRuntime:
         return (req.group_key, req.images[0].content_key())
 
     def prepare(self, requests: Sequence[Request]) -> None:
-        """Background thread: decode and preprocess the images of the next batch (PIL and torch
-        release the GIL), so the GPU does not wait on them."""
+        """Background thread: decode and preprocess the images of the next batch, several at a
+        time (PIL and torch release the GIL), so the GPU does not wait on them."""
+        todo = {}
         for req in requests:
             if not req.images:
                 continue
             key = self._image_key(req)
-            if key in self._pixels or (self.prefix_cache and key in self._states):
+            if key in self._pixels or key in todo or (self.prefix_cache and key in self._states):
                 continue
+            todo[key] = req.images[0]
+
+        def work(item):
+            key, ref = item
             try:
-                self._pixels[key] = self.preprocess(req.images[0].load())
+                self._pixels[key] = self.preprocess(ref.load())
             except ImageError:
                 pass  # generate() reports it for this request
+
+        if len(todo) <= 1:
+            list(map(work, todo.items()))
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="mmeval-img")
+        list(self._pool.map(work, todo.items()))
 
     # ---- the batch ---------------------------------------------------------------------
     @torch.inference_mode()
     def generate(self, requests: Sequence[Request]) -> list[Prediction]:
         preds: list[Prediction | None] = [None] * len(requests)
-        # 1. decode images; a broken image fails its own requests only
-        images: dict[Any, Any] = {}
+        # 1. images: decoded and preprocessed by prepare() (usually already, in the prefetch
+        # thread); a broken image fails its own requests only
+        with record_function("mmeval.preprocess"):
+            self.prepare(requests)
+        images: dict[Any, None] = {}  # keys of the images this batch encodes
         for i, req in enumerate(requests):
             if not req.images:
                 continue
             key = self._image_key(req)
-            if key in images or (self.prefix_cache and key in self._states):
+            if self.prefix_cache and key in self._states:
                 continue
-            if key in self._pixels:
-                images[key] = None  # already decoded and preprocessed by prepare()
+            if key in self._pixels or key in images:
+                images[key] = None
                 continue
             try:
-                images[key] = req.images[0].load()
+                req.images[0].load()
+                preds[i] = Prediction(error=f"image {req.images[0].source} could not be preprocessed")
             except ImageError as exc:
                 preds[i] = Prediction(error=str(exc))
-        for i, req in enumerate(requests):
-            if preds[i] is None and req.images and self._image_key(req) not in images \
-                    and not (self.prefix_cache and self._image_key(req) in self._states):
-                preds[i] = Prediction(error=f"unreadable image {req.images[0].source}")
         live = [i for i in range(len(requests)) if preds[i] is None]
         if not live:
             return preds  # type: ignore[return-value]
@@ -133,10 +148,16 @@ class VLMRuntime:
             with record_function("mmeval.full_prefill"):
                 logits, state = self._full_prefill(requests, live, images)
 
-        probs = torch.softmax(logits.float(), dim=-1)
+        # candidate probabilities: one gather and one transfer for the batch, not one per value
+        wanted = sorted({c for i in live for c in requests[i].generation.candidates})
+        table: list[list[float]] = []
+        if wanted:
+            ids = torch.tensor([self.candidate_token(c) for c in wanted], device=logits.device)
+            table = torch.softmax(logits.float(), dim=-1)[:, ids].tolist()
+        column = {c: k for k, c in enumerate(wanted)}
         for j, i in enumerate(live):
             gen = requests[i].generation
-            cand = {c: float(probs[j, self.candidate_token(c)]) for c in gen.candidates} if gen.candidates else None
+            cand = {c: table[j][column[c]] for c in gen.candidates} if gen.candidates else None
             preds[i] = Prediction(text="", candidate_probs=cand)
 
         max_new = max(requests[i].generation.max_new_tokens for i in live)
@@ -152,16 +173,14 @@ class VLMRuntime:
         # compute missing prefix states, all new images in one batch
         new_keys = [k for k in images if k not in self._states]
         if new_keys:
-            with record_function("mmeval.preprocess"):
-                pixel = self._pixel_batch(new_keys, images)
             with record_function("mmeval.vision"):
-                vis = self.model.encode_images(pixel).to(self.dtype)  # [N, P, D]
+                vis = self.model.encode_images(self._pixel_batch(new_keys)).to(self.dtype)  # [N, P, D]
             before = self.split_prompt(requests[live[0]].prompt, True).before_image
             pre = self._embed_ids(before).expand(len(new_keys), -1, -1) if before else vis[:, :0]
             out = self.model.lm(inputs_embeds=torch.cat([pre, vis], dim=1), state=None,
                                 return_state=True, logits="none")
             for n, k in enumerate(new_keys):
-                self._states[k] = out.state.index_select(torch.tensor([n], device=self.device))
+                self._states[k] = out.state.index_select(torch.tensor([n]).to(self.device, non_blocking=True))
         text_state = None
         states, suffixes = [], []
         for i in live:
@@ -200,7 +219,7 @@ class VLMRuntime:
         pixel_keys = list(images)
         vis = None
         if pixel_keys:
-            vis = self.model.encode_images(self._pixel_batch(pixel_keys, images)).to(self.dtype)
+            vis = self.model.encode_images(self._pixel_batch(pixel_keys)).to(self.dtype)
         for i in live:
             req = requests[i]
             split = self.split_prompt(req.prompt, bool(req.images))
