@@ -56,7 +56,7 @@ def measure(name: str, model_fn: Callable[[], Any], forward: Callable[[Any, torc
                 s = _timed(lambda: generate(model, one, new_tokens), device, max(1, repeats - 1))
                 out["generate_b1_tok_per_s"] = round(new_tokens / s, 1)
         out["peak_gib"] = _peak(device)
-        del model
+        model = None  # free it before the next path
     except Exception as exc:  # a missing optional package or an API change: report, don't abort
         out["error"] = f"{type(exc).__name__}: {exc}"[:300]
     _free()

@@ -3,7 +3,6 @@ cache (a second run sends nothing), retries, configuration; and the MM-Vet grade
 
 from __future__ import annotations
 
-import json
 
 import pytest
 

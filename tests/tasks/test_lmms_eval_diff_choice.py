@@ -5,7 +5,6 @@ patched get_chat_response on lmms-eval's side, both returning the same canned re
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest

@@ -4,7 +4,6 @@ chat-completions endpoint (cached: rescoring sends nothing)."""
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
