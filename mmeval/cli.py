@@ -96,6 +96,10 @@ def run(model, model_args, tasks, protocol, data, limit, batch_size, device, out
                        model_args=parse_kv(model_args, "--model-args"), task_args=parse_task_args(task_args),
                        protocol=protocol, data=data, limit=limit, batch_size=batch_size, device=device,
                        output=output, run_name=run_name, n_boot=bootstrap, progress=not no_progress)
+    from mmeval.synth.defaults import apply_embedded_default
+
+    # no checkpoint and no data (offline): the demo model and the generated benchmarks, said in one line
+    config = apply_embedded_default(config, log=lambda m: click.echo(m, err=True))
     results = Runner(config, log=lambda m: click.echo(m, err=True)).run()
     if not results:  # a non-zero rank under torchrun: rank 0 reports
         return

@@ -7,10 +7,11 @@ reach the hub, the run uses the demo model and the generated benchmarks, and say
   nothing else, and no VL-Mamba weights are public): the demo model of that family (trained on
   first use, ~5 min on 2 CPU cores, then cached under `.cache/mmeval-demo/`) is filled in as
   `checkpoint=` (+ `vision=` for Cobra);
-- no `--data` while the hub is unreachable (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE set, or no
-  connection), or no `--data` together with the demo model: the generated benchmarks are filled
-  in (written on first use), and VQAv2 gets `split=val` (the generated test-dev split has no answers,
-  like the real one) unless a split was asked for;
+- and with it, no `--data` while the hub is unreachable (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE
+  set, or no connection): the generated benchmarks are filled in (written on first use), and
+  VQAv2 gets `split=val` (the generated test-dev split has no answers, like the real one) unless
+  a split was asked for. A given checkpoint is never run on generated data: without `--data`
+  offline, the task's error says where to put the real data;
 - anything given explicitly is kept; tasks the generator does not cover keep the config as it is.
 
 `MMEVAL_DEMO_CACHE` moves the cache folder.
@@ -66,9 +67,10 @@ def ensure_demo_data(seed: int = 0, cache: Optional[Path] = None, log: Callable[
 def ensure_demo_model(model: str, seed: int = 0, cache: Optional[Path] = None,
                       log: Callable[[str], None] = print) -> dict[str, str]:
     """--model-args of the cached demo model (trained first when missing)."""
-    from mmeval.synth.demo_models import demo_config, model_args, train_demo_model
+    from mmeval.synth.demo_models import cached, demo_config, model_args, train_demo_model
 
-    ckpt = train_demo_model(demo_config(model, seed), cache or cache_dir(), log=log)
+    cfg, cache = demo_config(model, seed), cache or cache_dir()
+    ckpt = cached(cfg, cache) or train_demo_model(cfg, cache, log=log)  # a cache hit says nothing
     return model_args(model, ckpt)
 
 
@@ -87,15 +89,14 @@ def apply_embedded_default(config: Any, log: Callable[[str], None] = print, *, s
     make_model = make_model or ensure_demo_model
     cache = cache or cache_dir()
     need_model = config.model in DEMO_FAMILIES and not any(config.model_args.get(k) for k in MODEL_KEYS)
+    if not need_model:
+        # a real checkpoint (or another model) is never run on toy data: without --data it reads
+        # the hub, and offline the task's error says where to put the data
+        return config
     need_data = config.data is None and all(t in TASKS for t in config.tasks)
-    if not need_model and not need_data:
-        return config
-    online = None
-    if need_data and not need_model:
-        online = reachable()
-        need_data = not online
-    if not need_model and not need_data:
-        return config
+    online = reachable() if need_data else None
+    if online:
+        need_data = False  # online: the real benchmarks from the hub, with the demo model
 
     # both pieces are logged on one line; building them may print progress before it
     quiet: Callable[[str], None] = lambda m: log(f"  {m}")  # noqa: E731

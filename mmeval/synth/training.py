@@ -92,3 +92,41 @@ def build_training_set(out: str | Path, seed: int = 0, scale: float = 20.0, task
 def corpus(rows: list[dict[str, Any]]) -> list[str]:
     """Every human and gpt text of a training set (for training a tokenizer)."""
     return [t["value"] for r in rows for t in r["conversations"]]
+
+
+CAPTION_FILE = "captions.json"
+
+
+def caption(scene) -> str:
+    """'2 shapes: red circle left, blue square right.' (objects from left to right)."""
+    from mmeval.synth.benchmarks import SIDES
+
+    objs = sorted(scene.objects, key=lambda o: o.slot)
+    n = len(objs)
+    return f"{n} shape{'s' if n > 1 else ''}: " + ", ".join(f"{o.color} {o.shape} {SIDES[o.slot]}" for o in objs) + "."
+
+
+def build_caption_set(out: str | Path, seed: int = 0, n: int = 4000) -> dict[str, Any]:
+    """Alignment data (stage 1 of both papers' recipes): pictures with a caption naming every
+    object's colour, shape and place, or the rendered word. `<out>/captions.json` + `<out>/images/`."""
+    from mmeval.synth.images import COLORS, WORDS, draw_scene, draw_word, random_scene
+
+    out = Path(out)
+    images = out / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(f"{seed}/captions")
+    rows = []
+    for i in range(n):
+        if rng.random() < 0.15:
+            word = rng.choice(WORDS)
+            picture, text = draw_word(word, rng.choice(sorted(COLORS)), rng), f"the word {word}."
+        else:
+            scene = random_scene(rng)
+            picture, text = draw_scene(scene), caption(scene)
+        name = f"cap{i:06d}.png"
+        picture.save(images / name)
+        rows.append({"id": f"caption-{i}", "image": name,
+                     "conversations": [{"from": "human", "value": "<image>\nDescribe the image."},
+                                       {"from": "gpt", "value": text}]})
+    (out / CAPTION_FILE).write_text(json.dumps(rows))
+    return {"file": str(out / CAPTION_FILE), "images": str(images), "n": len(rows)}

@@ -99,11 +99,13 @@ def test_default_keeps_what_is_given(tmp_path):
     given = RunConfig(model="cobra", tasks=["pope"], model_args={"checkpoint": "/ckpt"}, data=tmp_path)
     new, lines = _apply(given, fakes)
     assert new is given and lines == [] and fakes.calls == []
-    # a checkpoint without data: the hub when it answers, the generated data when it does not
+    # a checkpoint without data is never run on generated data, online or not
     no_data = RunConfig(model="cobra", tasks=["pope"], model_args={"checkpoint": "/ckpt"})
     assert _apply(no_data, fakes, reachable=True)[0] is no_data
-    new, lines = _apply(no_data, fakes, reachable=False)
-    assert new.model_args == {"checkpoint": "/ckpt"} and new.data == tmp_path / "demo-data" and len(lines) == 1
+    assert _apply(no_data, fakes, reachable=False)[0] is no_data and fakes.calls == []
+    # no checkpoint and no data while online: the demo model on the hub's data
+    new, _ = _apply(RunConfig(model="cobra", tasks=["pope"]), fakes, reachable=True)
+    assert new.data is None and new.model_args["checkpoint"] == str(tmp_path / "cobra")
     # data without a checkpoint: the demo model, the given data
     new, _ = _apply(RunConfig(model="vl-mamba", tasks=["pope"], data=tmp_path), fakes)
     assert new.data == tmp_path and new.model_args["checkpoint"] == str(tmp_path / "vl-mamba")
@@ -122,7 +124,7 @@ def test_demo_model_trains_caches_and_loads(tmp_path, family, monkeypatch):
     from mmeval.registry import get_model_class
     from mmeval.synth import demo_models
 
-    monkeypatch.setitem(demo_models.DEMO_SETTINGS, family, dict(steps=2, train_scale=0.02, batch_size=4,
+    monkeypatch.setitem(demo_models.DEMO_SETTINGS, family, dict(steps=2, align_steps=2, train_scale=0.02, batch_size=4,
                                                                  d_model=16, n_layer=1))
     cfg = demo_models.demo_config(family)
     ckpt = demo_models.train_demo_model(cfg, tmp_path, log=lambda m: None, progress=False)
@@ -130,3 +132,27 @@ def test_demo_model_trains_caches_and_loads(tmp_path, family, monkeypatch):
     assert demo_models.train_demo_model(cfg, tmp_path, log=lambda m: None) == ckpt  # reused
     adapter = get_model_class(family).from_args(demo_models.model_args(family, ckpt))
     assert adapter.tokenizer.eos_token == "<|endoftext|>"
+
+
+def test_embedded_default_end_to_end_with_a_tiny_demo_model(tmp_path, monkeypatch):
+    """Nothing given, offline: the default builds (tiny settings) the demo model and the generated data,
+    and the run scores them; a second application reuses both without training again."""
+    from mmeval.runner import Runner
+    from mmeval.synth import benchmarks, demo_models
+
+    monkeypatch.setenv("MMEVAL_DEMO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setitem(demo_models.DEMO_SETTINGS, "cobra", dict(steps=2, align_steps=2, train_scale=0.02,
+                                                                  batch_size=4, d_model=16, n_layer=1))
+    monkeypatch.setattr(benchmarks, "DEFAULT_COUNTS", {t: 6 for t in benchmarks.TASKS})
+    lines: list[str] = []
+    cfg = apply_embedded_default(RunConfig(model="cobra", tasks=["pope", "vsr"], output=tmp_path / "runs",
+                                           progress=False, n_boot=0), lines.append)
+    assert cfg.data == tmp_path / "cache" / "data-seed0" and "checkpoint" in cfg.model_args
+    assert lines[-1].startswith("embedded default")
+    res = Runner(cfg, log=lambda m: None).run()
+    assert res["pope"]["n"] == 6 and res["vsr"]["n"] == 6
+    again: list[str] = []
+    monkeypatch.setattr(demo_models, "train_demo_model", lambda *a, **k: pytest.fail("retrained"))
+    cfg2 = apply_embedded_default(RunConfig(model="cobra", tasks=["pope"]), again.append)
+    assert cfg2.model_args == cfg.model_args and len(again) == 1
