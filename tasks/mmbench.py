@@ -36,7 +36,7 @@ from mmeval.data.writers import png_bytes, write_parquet
 from mmeval.errors import DataError
 from mmeval.metrics.choices import (CIRCULAR_BASE, can_infer, circular_eval, circular_group, is_missing,
                                     mmbench_judge_prompt)
-from mmeval.metrics.judge import JudgeClient, JudgeError, judge_from_options, split_judge_options
+from mmeval.metrics.judge import JudgedTask, JudgeError
 from mmeval.task import Task
 from mmeval.types import Doc, GenerationConfig, Prediction, Request, SampleRecord
 
@@ -51,25 +51,15 @@ def _text(value: Any) -> str | None:
     return None if is_missing(value) else str(value)
 
 
-class MMBench(Task):
+class MMBench(JudgedTask, Task):
     name = "mmbench"
     description = "MMBench-EN dev, CircularEval over option rotations"
     protocols = ("llava", "lmms-eval")
     default_protocol = "llava"
     hub_id = "lmms-lab-encoder/MMBench"
     hub_config = "en"
+    judge_models = JUDGE_MODELS
     split = "dev"
-
-    def __init__(self, **options: str) -> None:
-        judge, rest = split_judge_options(options)
-        super().__init__(**rest)
-        self.judge_options = judge
-        self._judges: dict[str, JudgeClient | None] = {}
-
-    def judge(self, protocol: str) -> JudgeClient | None:
-        if protocol not in self._judges:
-            self._judges[protocol] = judge_from_options(self.judge_options, JUDGE_MODELS[protocol])
-        return self._judges[protocol]
 
     # ---------------------------------------------------------------- loading
     def load_docs(self, data: Path | None) -> list[Doc]:

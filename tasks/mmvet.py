@@ -36,8 +36,7 @@ from typing import Any, Sequence
 from mmeval.data.sources import image_ref, read_hub, read_json, read_parquet_dir
 from mmeval.data.writers import write_json, write_parquet
 from mmeval.errors import DataError
-from mmeval.metrics.judge import (MMVET_CAPABILITIES, JudgeClient, JudgeError, grade_mmvet, judge_from_options,
-                                  mmvet_aggregate, split_judge_options)
+from mmeval.metrics.judge import (MMVET_CAPABILITIES, JudgedTask, JudgeError, grade_mmvet, mmvet_aggregate)
 from mmeval.task import Task
 from mmeval.types import Doc, GenerationConfig, Prediction, Request, SampleRecord
 
@@ -59,24 +58,14 @@ def _capabilities(value: Any) -> list[str]:
     return caps
 
 
-class MMVet(Task):
+class MMVet(JudgedTask, Task):
     name = "mmvet"
     description = "MM-Vet, open-ended answers graded by an LLM judge"
     protocols = ("llava", "lmms-eval")
     default_protocol = "llava"
     hub_id = "lmms-lab-encoder/MMVet"
+    judge_models = JUDGE_MODELS
     split = "test"
-
-    def __init__(self, **options: str) -> None:
-        judge, rest = split_judge_options(options)
-        super().__init__(**rest)
-        self.judge_options = judge
-        self._judges: dict[str, JudgeClient | None] = {}
-
-    def judge(self, protocol: str) -> JudgeClient | None:
-        if protocol not in self._judges:
-            self._judges[protocol] = judge_from_options(self.judge_options, JUDGE_MODELS[protocol])
-        return self._judges[protocol]
 
     # ---------------------------------------------------------------- loading
     def load_docs(self, data: Path | None) -> list[Doc]:

@@ -284,3 +284,21 @@ def mmvet_aggregate(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     for name, scores in sorted(combos.items()):
         out[f"int/{name}"] = sum(scores) / len(scores) * 100
     return out
+
+
+class JudgedTask:
+    """Mixin for a Task graded (or helped) by an LLM judge: takes the judge_* task options and
+    builds one client per protocol, with the protocol's default judge model (`judge_models`)."""
+
+    judge_models: dict[str, str] = {}
+
+    def __init__(self, **options: str) -> None:
+        judge, rest = split_judge_options(options)
+        super().__init__(**rest)
+        self.judge_options = judge
+        self._judges: dict[str, JudgeClient | None] = {}
+
+    def judge(self, protocol: str) -> JudgeClient | None:
+        if protocol not in self._judges:
+            self._judges[protocol] = judge_from_options(self.judge_options, self.judge_models.get(protocol))
+        return self._judges[protocol]
