@@ -23,6 +23,24 @@ from mmeval.types import Doc, Prediction, Request
 PROTOCOLS = ("llava", "prismatic", "lmms-eval")
 
 
+def take_options(task_name: str, options: dict[str, str], allowed: dict[str, tuple[str, ...] | None]) -> dict[str, str]:
+    """Validate `--task-args`: each key must be known; a tuple lists its allowed values."""
+    unknown = [k for k in options if k not in allowed]
+    if unknown:
+        raise UnknownNameError(f"task {task_name}: unknown option(s) {', '.join(unknown)} "
+                               f"(it takes: {', '.join(allowed) or 'none'})")
+    out = {}
+    for key, value in options.items():
+        value = str(value).strip()
+        choices = allowed[key]
+        if choices is not None:
+            value = value.lower()
+            if value not in choices:
+                raise UnknownNameError(f"task {task_name}: option {key}={value} is not one of {', '.join(choices)}")
+        out[key] = value
+    return out
+
+
 class Task(abc.ABC):
     name: ClassVar[str]
     description: ClassVar[str] = ""

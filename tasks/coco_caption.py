@@ -37,10 +37,10 @@ from typing import Any, Iterable, Sequence
 
 from mmeval.data.sources import image_ref, read_hub, read_json, read_parquet_dir
 from mmeval.data.writers import write_json, write_parquet
-from mmeval.errors import DataError, UnknownNameError
+from mmeval.errors import DataError
 from mmeval.metrics.caption import (RESAMPLE_METRICS, corpus_scores, java_status, resample_scores,
                                     unavailable, unigram_precision)
-from mmeval.task import Task
+from mmeval.task import Task, take_options
 from mmeval.types import Doc, GenerationConfig, ImageRef, Prediction, Request
 
 LLAVA_CAPTION_PROMPT = "Provide a one-sentence caption for the provided image."
@@ -50,22 +50,6 @@ LMMS_EVAL_MAX_NEW_TOKENS = 64
 
 
 # --------------------------------------------------------------------------- helpers
-def take_options(task_name: str, options: dict[str, str], allowed: dict[str, tuple[str, ...] | None]) -> dict[str, str]:
-    unknown = [k for k in options if k not in allowed]
-    if unknown:
-        raise UnknownNameError(f"task {task_name}: unknown option(s) {', '.join(unknown)} "
-                               f"(it takes: {', '.join(allowed) or 'none'})")
-    out = {}
-    for key, value in options.items():
-        value = str(value).strip()
-        if allowed[key] is not None:
-            value = value.lower()
-            if value not in allowed[key]:
-                raise UnknownNameError(f"task {task_name}: option {key}={value} is not one of {', '.join(allowed[key])}")
-        out[key] = value
-    return out
-
-
 def find_file(root: Path, names: Iterable[str]) -> Path | None:
     """The first of `names` in `root` or one folder below it."""
     names = list(names)

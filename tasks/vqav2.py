@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from mmeval.data.sources import image_ref, read_hub, read_json, read_parquet_dir
-from mmeval.errors import DataError, UnknownNameError
+from mmeval.errors import DataError
 from mmeval.metrics.vqa import (evalai_answer, lmms_eval_vqav2_accuracy, lmms_eval_vqav2_answer,
                                 prismatic_vqav2_accuracy, vqa_accuracy)
-from mmeval.task import Task
+from mmeval.task import Task, take_options
 from mmeval.types import Doc, GenerationConfig, ImageRef, Prediction, Request
 
 SHORT_ANSWER = "\nAnswer the question using a single word or phrase."
@@ -47,24 +47,6 @@ LMMS_EVAL_STOP = ("\n\n",)  # lmms-eval's default `until` (the fewshot delimiter
 
 
 # --- helpers shared by the VQA-style tasks (textvqa, vizwiz and gqa import these) -------------
-
-def take_options(task_name: str, options: dict[str, str], allowed: dict[str, tuple[str, ...] | None]) -> dict[str, str]:
-    """Validate `--task-args`: each key must be known; a tuple lists its allowed values."""
-    unknown = [k for k in options if k not in allowed]
-    if unknown:
-        raise UnknownNameError(f"task {task_name}: unknown option(s) {', '.join(unknown)} "
-                               f"(it takes: {', '.join(allowed) or 'none'})")
-    out = {}
-    for key, value in options.items():
-        value = str(value).strip()
-        choices = allowed[key]
-        if choices is not None:
-            value = value.lower()
-            if value not in choices:
-                raise UnknownNameError(f"task {task_name}: option {key}={value} is not one of {', '.join(choices)}")
-        out[key] = value
-    return out
-
 
 def find_path(root: Path, names: Iterable[str], want_dir: bool = False) -> Path | None:
     """The first of `names` found in `root` or one folder below it."""
