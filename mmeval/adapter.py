@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
@@ -92,6 +93,34 @@ def parse_flag(value: str | None, default: bool = False) -> bool:
     if s in ("0", "false", "no", "off"):
         return False
     raise ModelArgsError(f"expected a boolean (1/0/true/false), got {value!r}")
+
+
+@dataclass(frozen=True)
+class CommonModelArgs:
+    """The --model-args every VLM adapter shares: where and how the model runs, and how it is built."""
+
+    device: Any
+    dtype: Any
+    tiny: bool
+    random_init: bool
+    prefix_cache: bool
+    cuda_graphs: bool
+    kernel: str
+    seed: int
+    checkpoint: str | None
+
+    @classmethod
+    def parse(cls, args: dict[str, str], device: str = "cpu") -> "CommonModelArgs":
+        import torch
+
+        dev = torch.device(args.get("device") or device or "cpu")
+        on_gpu = dev.type == "cuda"
+        return cls(device=dev, dtype=parse_dtype(args.get("dtype") or ("bfloat16" if on_gpu else "float32")),
+                   tiny=parse_flag(args.get("tiny")), random_init=parse_flag(args.get("random_init")),
+                   prefix_cache=parse_flag(args.get("prefix_cache"), True),
+                   cuda_graphs=parse_flag(args.get("cuda_graphs"), on_gpu),  # graphs on by default on CUDA
+                   kernel=args.get("kernel") or "auto", seed=int(args.get("seed") or 0),
+                   checkpoint=args.get("checkpoint") or None)
 
 
 def sha256_of_path(path: str | Path) -> str:

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import torch
 
-from mmeval.adapter import Adapter, parse_dtype, parse_flag, sha256_of_path
+from mmeval.adapter import Adapter, CommonModelArgs, sha256_of_path
 from mmeval.errors import CheckpointError, ModelArgsError
 from mmeval.types import Prediction, Request
 
@@ -82,13 +82,10 @@ class CobraAdapter(Adapter):
             load_cobra
 
         cls.check_args(args)
-        dev = torch.device(args.get("device") or device or "cpu")
-        dtype = parse_dtype(args.get("dtype") or ("bf16" if dev.type == "cuda" else "fp32"))
-        tiny, random_init = parse_flag(args.get("tiny")), parse_flag(args.get("random_init"))
-        prefix_cache, cuda_graphs = parse_flag(args.get("prefix_cache"), True), parse_flag(args.get("cuda_graphs"), dev.type == "cuda")
-        kernel = args.get("kernel") or "auto"
-        seed = int(args.get("seed") or 0)
-        ckpt = args.get("checkpoint")
+        common = CommonModelArgs.parse(args, device)
+        dev, dtype, tiny, random_init = common.device, common.dtype, common.tiny, common.random_init
+        prefix_cache, cuda_graphs, kernel, seed = common.prefix_cache, common.cuda_graphs, common.kernel, common.seed
+        ckpt = common.checkpoint
         if sum([tiny, random_init, bool(ckpt)]) != 1:
             raise ModelArgsError("model cobra: give exactly one of checkpoint=PATH, tiny=1 or random_init=1")
 

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import torch
 
-from mmeval.adapter import Adapter, parse_dtype, parse_flag, sha256_of_path
+from mmeval.adapter import Adapter, CommonModelArgs, sha256_of_path
 from mmeval.errors import CheckpointError, ModelArgsError
 from mmeval.types import Prediction, Request
 
@@ -89,13 +89,10 @@ class VLMambaAdapter(Adapter):
         from mmeval.models.vl_mamba import VLMamba, VLMambaConfig, build_tiny_tokenizer
 
         cls.check_args(args)
-        dev = torch.device(args.get("device") or device or "cpu")
-        dtype = parse_dtype(args.get("dtype") or ("bfloat16" if dev.type == "cuda" else "float32"))
-        tiny, random_init = parse_flag(args.get("tiny")), parse_flag(args.get("random_init"))
-        prefix_cache, cuda_graphs = parse_flag(args.get("prefix_cache"), True), parse_flag(args.get("cuda_graphs"), dev.type == "cuda")
-        kernel = args.get("kernel") or "auto"
-        seed = int(args.get("seed") or 0)
-        ckpt = args.get("checkpoint")
+        common = CommonModelArgs.parse(args, device)
+        dev, dtype, tiny, random_init = common.device, common.dtype, common.tiny, common.random_init
+        prefix_cache, cuda_graphs, kernel, seed = common.prefix_cache, common.cuda_graphs, common.kernel, common.seed
+        ckpt = common.checkpoint
         if tiny and random_init:
             raise ModelArgsError("model vl-mamba: give tiny=1 or random_init=1, not both")
         if random_init and ckpt:
