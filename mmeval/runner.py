@@ -24,6 +24,14 @@ from mmeval.task import Task
 from mmeval.types import Doc, Prediction, Request, SampleRecord
 
 
+def record_function(name: str):
+    """A torch.profiler region (shows in `bench/profile_paths.py`); imported late so that the
+    runner module itself does not pull in torch."""
+    from torch.profiler import record_function as region
+
+    return region(name)
+
+
 @dataclass
 class RunConfig:
     model: str
@@ -171,16 +179,19 @@ class Runner:
                 ahead = pool.submit(adapter.prepare, [plan.requests[i] for i in batches[0]]) if batches else None
                 for b, batch in enumerate(batches):
                     if ahead is not None:
-                        ahead.result()
+                        with record_function("mmeval.wait_images"):
+                            ahead.result()
                     if b + 1 < len(batches):  # decode the next batch's images while this one runs
                         ahead = pool.submit(adapter.prepare, [plan.requests[i] for i in batches[b + 1]])
                     batch_requests = [plan.requests[i] for i in batch]
-                    preds = adapter.generate(batch_requests)
+                    with record_function("mmeval.generate"):
+                        preds = adapter.generate(batch_requests)
                     if len(preds) != len(batch):
                         raise RunError(f"model {cfg.model} returned {len(preds)} predictions for {len(batch)} requests")
-                    records = [self._record(task, protocol, plan.docs[i], plan.requests[i], p)
-                               for i, p in zip(batch, preds)]
-                    log.append(records)
+                    with record_function("mmeval.score_and_log"):
+                        records = [self._record(task, protocol, plan.docs[i], plan.requests[i], p)
+                                   for i, p in zip(batch, preds)]
+                        log.append(records)
                     for r in records:
                         done[r.doc_id] = r
                         n_tokens += r.n_tokens

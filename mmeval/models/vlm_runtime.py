@@ -71,14 +71,21 @@ class VLMRuntime:
             self._candidate_ids[candidate] = ids[0]
         return self._candidate_ids[candidate]
 
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        """Host tensor -> device without a hidden sync: a copy from pageable memory waits for the
+        GPU to drain its queue, which would serialise the CPU's launches with the GPU's work."""
+        if self.device.type == "cuda":
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t.to(self.device)
+
     def _pixel_batch(self, keys: list[Any]):
         tensors = [self._pixels.pop(k) for k in keys]
         if isinstance(tensors[0], dict):
-            return {k: torch.stack([t[k] for t in tensors]).to(self.device, self.dtype) for k in tensors[0]}
-        return torch.stack(tensors).to(self.device, self.dtype)
+            return {k: self._to_device(torch.stack([t[k] for t in tensors])).to(self.dtype) for k in tensors[0]}
+        return self._to_device(torch.stack(tensors)).to(self.dtype)
 
     def _embed_ids(self, ids: list[int]) -> torch.Tensor:
-        t = torch.tensor([ids], dtype=torch.long, device=self.device)
+        t = self._to_device(torch.tensor([ids], dtype=torch.long))
         return self.model.lm.embed(t).to(self.dtype)
 
     @staticmethod
@@ -152,7 +159,7 @@ class VLMRuntime:
         wanted = sorted({c for i in live for c in requests[i].generation.candidates})
         table: list[list[float]] = []
         if wanted:
-            ids = torch.tensor([self.candidate_token(c) for c in wanted], device=logits.device)
+            ids = self._to_device(torch.tensor([self.candidate_token(c) for c in wanted]))
             table = torch.softmax(logits.float(), dim=-1)[:, ids].tolist()
         column = {c: k for k, c in enumerate(wanted)}
         for j, i in enumerate(live):
@@ -180,7 +187,7 @@ class VLMRuntime:
             out = self.model.lm(inputs_embeds=torch.cat([pre, vis], dim=1), state=None,
                                 return_state=True, logits="none")
             for n, k in enumerate(new_keys):
-                self._states[k] = out.state.index_select(torch.tensor([n]).to(self.device, non_blocking=True))
+                self._states[k] = out.state[n]  # a copy of row n, made on the device
         text_state = None
         states, suffixes = [], []
         for i in live:
@@ -209,8 +216,8 @@ class VLMRuntime:
         ids = torch.zeros(len(suffixes), int(lengths.max()), dtype=torch.long)
         for j, s in enumerate(suffixes):
             ids[j, : len(s)] = torch.tensor(s, dtype=torch.long)
-        ids = ids.to(self.device, non_blocking=True)
-        out = self.model.lm(input_ids=ids, lengths=lengths, state=state, return_state=True, logits="last")
+        out = self.model.lm(input_ids=self._to_device(ids), lengths=lengths, state=state, return_state=True,
+                            logits="last")
         return out.logits, out.state
 
     def _full_prefill(self, requests, live, images):

@@ -18,25 +18,48 @@ class CudaGraphStep:
 
     ``load_state(state)`` copies a state into the static buffers; ``__call__(ids)`` runs one
     step (the static state is updated in place) and returns the static logits tensor,
-    which the next call overwrites."""
+    which the next call overwrites.
 
-    def __init__(self, model, batch_size: int, n_warmup: int = 2):
+    A second graph (``start`` / ``advance``) also picks the greedy token on the GPU, feeds it
+    back as the next input and writes it into a [B, CHUNK] history, so decoding k tokens is k
+    replays with no host round trip in between; the host reads the history once per chunk."""
+
+    CHUNK = 64  # tokens decoded between two reads of the history
+
+    def __init__(self, model, batch_size: int, n_warmup: int = 2, vocab_size: int | None = None):
         if model.device.type != "cuda":
             raise ValueError("CUDA graphs need the model on a CUDA device")
         self.batch_size = batch_size
+        self.vocab_size = vocab_size or model.config.vocab_size
         self.ids = torch.zeros(batch_size, dtype=torch.long, device=model.device)
         self.state = model.empty_state(batch_size)
+        self.history = torch.zeros(batch_size, self.CHUNK, dtype=torch.long, device=model.device)
+        self.pos = torch.zeros(1, dtype=torch.long, device=model.device)
+
+        def greedy_step():
+            logits, _ = model.step(self.ids, state=self.state, inplace=True)
+            nxt = logits[:, : self.vocab_size].argmax(dim=-1)
+            self.history.index_copy_(1, self.pos, nxt.unsqueeze(1))
+            self.ids.copy_(nxt)
+            self.pos.add_(1)
+            return logits
+
         with torch.no_grad():
             s = torch.cuda.Stream()
             s.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(s):
                 for _ in range(n_warmup):
                     model.step(self.ids, state=self.state, inplace=True)
+                    self.pos.zero_()
+                    greedy_step()
                 s.synchronize()
             torch.cuda.current_stream().wait_stream(s)
             self.graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(self.graph):
                 self.logits, _ = model.step(self.ids, state=self.state, inplace=True)
+            self.greedy_graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.greedy_graph):
+                greedy_step()
 
     def load_state(self, state: MambaState):
         self.state.copy_(state)
@@ -46,13 +69,26 @@ class CudaGraphStep:
         self.graph.replay()
         return self.logits
 
+    def start(self, ids: Tensor) -> None:
+        """The next greedy step continues from these tokens."""
+        self.ids.copy_(ids.view(-1))
 
-def get_cuda_graph_step(model, batch_size: int) -> CudaGraphStep:
-    """Captured step for (batch_size, dtype, kernel), cached on the model."""
+    def advance(self, k: int) -> list[list[int]]:
+        """k greedy steps on the GPU; returns the k new tokens of each row (one host sync)."""
+        if not 1 <= k <= self.CHUNK:
+            raise ValueError(f"advance takes 1..{self.CHUNK} steps, got {k}")
+        self.pos.zero_()
+        for _ in range(k):
+            self.greedy_graph.replay()
+        return self.history[:, :k].tolist()
+
+
+def get_cuda_graph_step(model, batch_size: int, vocab_size: int | None = None) -> CudaGraphStep:
+    """Captured step for (batch_size, dtype, kernel, vocab limit), cached on the model."""
     cache = model.__dict__.setdefault("_mamba_cuda_graphs", {})
-    key = (batch_size, model.dtype, model.kernel, model.device)
+    key = (batch_size, model.dtype, model.kernel, model.device, vocab_size or model.config.vocab_size)
     if key not in cache:
-        cache[key] = CudaGraphStep(model, batch_size)
+        cache[key] = CudaGraphStep(model, batch_size, vocab_size=vocab_size)
     return cache[key]
 
 
@@ -104,38 +140,62 @@ def greedy_generate(
 
     tok = pick(first_logits.to(model.device))
     if use_cuda_graph:
-        runner = get_cuda_graph_step(model, B)
-        runner.load_state(state)
-    else:
-        runner = None
-        state = state.clone()
-    active = list(range(B))  # original sequence index of each row still decoded (eager)
+        return _greedy_cuda_graph(model, tok, state, max_new_tokens, eos, stop_fn, limit, results)
+    state = state.clone()
+    active = list(range(B))  # original sequence index of each row still decoded
     done = [False] * B
     for t in range(max_new_tokens):
         toks = tok.tolist()
         keep = []
         for row, seq in enumerate(active):
-            if done[seq]:
-                continue
-            tk = toks[row]
-            if tk in eos:
-                done[seq] = True
-                continue
-            results[seq].append(tk)
-            if stop_fn is not None and stop_fn(seq, results[seq]):
-                done[seq] = True
-                continue
-            keep.append(row)
+            if _accept(seq, toks[row], results, done, eos, stop_fn):
+                keep.append(row)
         if not keep or t == max_new_tokens - 1:
             break
-        if runner is not None:
-            tok = pick(runner(tok))
-        else:
-            if len(keep) < len(active):
-                idx = torch.tensor(keep, device=tok.device)
-                state = state.index_select(idx)
-                tok = tok.index_select(0, idx)
-                active = [active[r] for r in keep]
-            logits, state = model.step(tok, state=state, inplace=True)
-            tok = pick(logits)
+        if len(keep) < len(active):
+            idx = torch.tensor(keep, device=tok.device)
+            state = state.index_select(idx)
+            tok = tok.index_select(0, idx)
+            active = [active[r] for r in keep]
+        logits, state = model.step(tok, state=state, inplace=True)
+        tok = pick(logits)
+    return results
+
+
+def _accept(seq: int, tk: int, results: list[list[int]], done: list[bool], eos: set, stop_fn: StopFn | None) -> bool:
+    """Take token tk for sequence seq; False once the sequence has stopped."""
+    if done[seq]:
+        return False
+    if tk in eos:
+        done[seq] = True
+        return False
+    results[seq].append(tk)
+    if stop_fn is not None and stop_fn(seq, results[seq]):
+        done[seq] = True
+        return False
+    return True
+
+
+def _greedy_cuda_graph(model, tok: Tensor, state: MambaState, max_new_tokens: int, eos: set,
+                       stop_fn: StopFn | None, limit: int, results: list[list[int]]) -> list[list[int]]:
+    """The fixed-batch graph loop: tokens are picked on the GPU, the host checks EOS and stops
+    once per chunk of steps (chunks of 1, 2, 4, ... up to CudaGraphStep.CHUNK, so a short answer
+    wastes few steps and a long one syncs rarely). Stopped rows keep running, ignored."""
+    B = tok.shape[0]
+    runner = get_cuda_graph_step(model, B, vocab_size=limit)
+    runner.load_state(state)
+    done = [False] * B
+    live = [_accept(seq, tk, results, done, eos, stop_fn) for seq, tk in enumerate(tok.tolist())]
+    remaining, chunk = max_new_tokens - 1, 1
+    runner.start(tok)
+    while remaining > 0 and any(live):
+        k = min(chunk, remaining)
+        rows = runner.advance(k)
+        for seq in range(B):
+            for tk in rows[seq]:
+                if not live[seq]:
+                    break
+                live[seq] = _accept(seq, tk, results, done, eos, stop_fn)
+        remaining -= k
+        chunk = min(2 * chunk, runner.CHUNK)
     return results

@@ -64,6 +64,8 @@ def _as_lengths(lengths, batch: int, seqlen: int, device) -> tuple[Tensor | None
     lo, hi = (int(v) for v in torch.aminmax(host))
     if lo < 0 or hi > seqlen:
         raise ValueError(f"lengths must lie in [0, {seqlen}], got {host.tolist()}")
+    if torch.device(device).type == "cuda":
+        host = host.pin_memory()  # a pageable copy would wait for the GPU's queue to drain
     return host.to(device=device, non_blocking=True), lo
 
 
@@ -138,7 +140,14 @@ class MambaLM(nn.Module):
             raise ValueError(f"logits must be one of {LOGITS_MODES}, got {logits!r}")
         hidden = self._inputs(input_ids, inputs_embeds)
         Bsz, L = hidden.shape[:2]
-        lengths, shortest = _as_lengths(lengths, Bsz, L, hidden.device)
+        if hidden.is_cuda and (Bsz * L) % 8:
+            # The mixer's activations are [d, b*l] matrices: with b*l not a multiple of 8 their
+            # rows are not 16-byte aligned and cuBLAS falls back to much slower (sm75/sm80)
+            # GEMM kernels. Right-pad to a multiple of 8 tokens; padding is exact (see lengths).
+            if lengths is None:
+                lengths = [L] * Bsz
+            hidden = torch.nn.functional.pad(hidden, (0, 0, 0, (-L) % 8))
+        lengths, shortest = _as_lengths(lengths, Bsz, hidden.shape[1], hidden.device)
         if state is not None:
             state = self._check_state(state, Bsz)
         conv_out, ssm_out = [], []
@@ -150,7 +159,7 @@ class MambaLM(nn.Module):
             if return_state:
                 conv_out.append(st[0])
                 ssm_out.append(st[1])
-        hidden = self.final_norm(hidden, residual)
+        hidden = self.final_norm(hidden, residual)[:, :L]
         out_logits = None
         if logits == "all":
             out_logits = self.lm_head(hidden)
