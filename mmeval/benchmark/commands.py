@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,15 @@ def _rate(x: float | None) -> str:
     return "" if x is None else f"{x:,.1f}"
 
 
+def warmup_images(images: int, questions: int, batch_size: int) -> int:
+    """The fewest images whose questions fill at least one batch and leave the same last partial
+    batch as the timed workload (so every CUDA graph is captured before the timing starts)."""
+    for w in range(1, batch_size + 1):
+        if questions * w >= batch_size and questions * (w - images) % batch_size == 0:
+            return w
+    return max(1, -(-batch_size // questions))
+
+
 def bench_model(name: str, model_args: dict[str, str], device: str, images: int, questions: int, batch_size: int,
                 loop_images: int, long_n: int, long_tokens: int, log) -> dict[str, Any]:
     from mmeval.benchmark.endtoend import agreement, configure, timed_run
@@ -22,7 +32,18 @@ def bench_model(name: str, model_args: dict[str, str], device: str, images: int,
     from tasks.pope import Pope
 
     t0 = time.perf_counter()
-    adapter = get_model_class(name).from_args(model_args, device=device)
+    cls = get_model_class(name)
+    scratch = None
+    if model_args.get("random_init") and "tokenizer" not in model_args and "tokenizer" in cls.options:
+        # Random weights come without the LLM's GPT-NeoX tokenizer; a word-level one keeps the
+        # prompts about as long as GPT-NeoX makes them (VL-Mamba's byte-level fallback would make
+        # its question suffixes ~4x longer than real).
+        from mmeval.models.cobra import build_tiny_tokenizer
+
+        scratch = tempfile.TemporaryDirectory(prefix="mmeval-bench-tok-")
+        build_tiny_tokenizer().save_pretrained(scratch.name)
+        model_args = dict(model_args, tokenizer=scratch.name)
+    adapter = cls.from_args(model_args, device=device)
     out: dict[str, Any] = {"model": name, "model_args": model_args, "load_s": round(time.perf_counter() - t0, 1),
                            "runs": [], "checks": {}}
     pope = Pope()
@@ -45,7 +66,8 @@ def bench_model(name: str, model_args: dict[str, str], device: str, images: int,
         return r
 
     # warm-up on separate images: kernel compilation, CUDA-graph capture for the batch sizes used
-    warm = pope_shaped_docs(2, questions, seed=99)
+    # (the same batch sizes as the timed run: full batches and the same last partial batch)
+    warm = pope_shaped_docs(warmup_images(images, questions, batch_size), questions, seed=99)
     pope_run(warm, "llava", batch_size, "warmup-pope")
     pope_run(warm[:2], "llava", 1, "warmup-loop", cache=False, graphs=False)
     long_run(long_answer_docs(min(long_n, batch_size), seed=98), min(long_n, batch_size), "warmup-long", tokens=4)
@@ -73,6 +95,8 @@ def bench_model(name: str, model_args: dict[str, str], device: str, images: int,
         "pope_fast_vs_batched_without_reuse": round(fast["samples_per_s"] / plain["samples_per_s"], 2),
     }
     adapter.close()
+    if scratch is not None:
+        scratch.cleanup()
     return out
 
 

@@ -21,3 +21,12 @@ def test_bench_tiny_runs(tmp_path):
     assert m["checks"]["pope_fast_vs_per_sample_loop"]["identical"]
     assert m["checks"]["pope_fast_vs_per_sample_loop"]["compared"] == 8
     assert report["lm_baselines"][0]["path"] == "ours" and report["lm_baselines"][0]["forward_seq_per_s"] > 0
+
+
+def test_warmup_leaves_the_same_last_batch():
+    from mmeval.benchmark.commands import warmup_images
+
+    for images, questions, batch in ((200, 18, 64), (500, 18, 64), (3, 4, 4), (10, 18, 64), (7, 5, 16)):
+        w = warmup_images(images, questions, batch)
+        assert questions * w >= batch  # at least one full batch is captured
+        assert (questions * w) % batch == (questions * images) % batch  # and the same partial one

@@ -83,6 +83,72 @@ class CudaGraphStep:
         return self.history[:, :k].tolist()
 
 
+class CudaGraphPrefill:
+    """``model(input_ids, lengths, state, return_state=True, logits="last")`` captured in a CUDA
+    graph for one (batch, padded length): the prefill of short question suffixes from cached
+    states. At the 2.8B size launching the 64 layers' ~1,500 kernels costs the CPU ~50 ms, while
+    the GPU needs ~15 ms for 64 suffixes of ~25 tokens; replaying a graph costs the CPU nothing.
+
+    ``__call__(ids, lengths, states)``: ids [B, L <= length] on the host, lengths [B] on the host,
+    ``states`` a list of B batch-1 MambaStates (copied into the static input state). Returns the
+    static (logits [B, V], state) of the graph, valid until the next call. Right padding is
+    exact (see MambaLM.forward), so any L up to ``length`` is served."""
+
+    def __init__(self, model, batch_size: int, length: int, n_warmup: int = 2):
+        if model.device.type != "cuda":
+            raise ValueError("CUDA graphs need the model on a CUDA device")
+        self.batch_size, self.length = batch_size, length
+        dev = model.device
+        self.ids = torch.zeros(batch_size, length, dtype=torch.long, device=dev)
+        self.lengths = torch.full((batch_size,), length, dtype=torch.long, device=dev)
+        self.state = model.empty_state(batch_size)
+        self._ids_host = torch.zeros(batch_size, length, dtype=torch.long).pin_memory()
+        self._len_host = torch.zeros(batch_size, dtype=torch.long).pin_memory()
+
+        def run():
+            return model(input_ids=self.ids, lengths=self.lengths, state=self.state, return_state=True, logits="last")
+
+        with torch.no_grad():
+            s = torch.cuda.Stream()
+            s.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(s):
+                for _ in range(n_warmup):
+                    run()
+                s.synchronize()
+            torch.cuda.current_stream().wait_stream(s)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                out = run()
+        self.logits, self.out_state = out.logits, out.state
+
+    def __call__(self, ids: list[list[int]], states: list[MambaState]) -> tuple[Tensor, MambaState]:
+        if len(ids) != self.batch_size or len(states) != self.batch_size:
+            raise ValueError(f"this graph serves batches of {self.batch_size}, got {len(ids)}")
+        if not all(0 < len(x) <= self.length for x in ids):
+            raise ValueError(f"suffix lengths must lie in [1, {self.length}]")
+        self._ids_host.zero_()
+        for j, x in enumerate(ids):
+            self._ids_host[j, : len(x)] = torch.tensor(x, dtype=torch.long)
+            self._len_host[j] = len(x)
+        self.ids.copy_(self._ids_host, non_blocking=True)
+        self.lengths.copy_(self._len_host, non_blocking=True)
+        for i in range(len(self.state)):  # write the inputs' states straight into the static buffers
+            torch.cat([st.conv_states[i] for st in states], 0, out=self.state.conv_states[i])
+            torch.cat([st.ssm_states[i] for st in states], 0, out=self.state.ssm_states[i])
+        self.graph.replay()
+        return self.logits, self.out_state
+
+
+def get_cuda_graph_prefill(model, batch_size: int, length: int, multiple: int = 8) -> CudaGraphPrefill:
+    """Captured suffix prefill for (batch_size, length rounded up to `multiple`), cached on the model."""
+    length = -(-length // multiple) * multiple
+    cache = model.__dict__.setdefault("_mamba_cuda_graph_prefills", {})
+    key = (batch_size, length, model.dtype, model.kernel, model.device)
+    if key not in cache:
+        cache[key] = CudaGraphPrefill(model, batch_size, length)
+    return cache[key]
+
+
 def get_cuda_graph_step(model, batch_size: int, vocab_size: int | None = None) -> CudaGraphStep:
     """Captured step for (batch_size, dtype, kernel, vocab limit), cached on the model."""
     cache = model.__dict__.setdefault("_mamba_cuda_graphs", {})

@@ -61,10 +61,12 @@ def _as_lengths(lengths, batch: int, seqlen: int, device) -> tuple[Tensor | None
         else lengths.view(-1)
     if host.numel() != batch:
         raise ValueError(f"lengths has {host.numel()} entries for a batch of {batch}")
+    if host.is_cuda and torch.cuda.is_current_stream_capturing():
+        return host, 1  # CUDA-graph capture: the caller checks each replay's lengths on the host
     lo, hi = (int(v) for v in torch.aminmax(host))
     if lo < 0 or hi > seqlen:
         raise ValueError(f"lengths must lie in [0, {seqlen}], got {host.tolist()}")
-    if torch.device(device).type == "cuda":
+    if torch.device(device).type == "cuda" and host.device.type == "cpu":
         host = host.pin_memory()  # a pageable copy would wait for the GPU's queue to drain
     return host.to(device=device, non_blocking=True), lo
 

@@ -281,10 +281,11 @@ def _kernel_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_so
     return res
 
 
-def _short_scan_applies(u: Tensor, B: Tensor, A: Tensor) -> bool:
+def _short_scan_applies(u: Tensor, B: Tensor, A: Tensor, from_state: bool) -> bool:
     """Inference on a short sequence: the sequential Triton scan (triton_scan.py) beats
     mamba_ssm's kernel plus the initial-state correction (MMEVAL_TRITON_SCAN=0 turns it off)."""
-    return (u.shape[-1] <= triton_scan.SHORT_SCAN_MAX_LEN and not torch.is_grad_enabled()
+    limit = triton_scan.STATE_SCAN_MAX_LEN if from_state else triton_scan.SHORT_SCAN_MAX_LEN
+    return (u.shape[-1] <= limit and not torch.is_grad_enabled()
             and triton_scan.available(u, B, A) and os.environ.get("MMEVAL_TRITON_SCAN", "1") != "0")
 
 
@@ -310,7 +311,7 @@ def selective_scan(
     zero-start scan (a mamba_ssm limitation); through ``out`` it does.
     """
     if use_kernel(kernel, u, "scan"):
-        if _short_scan_applies(u, B, A):
+        if _short_scan_applies(u, B, A, initial_state is not None):
             out, last = triton_scan.short_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state)
             return (out, last) if return_last_state else out
         return selective_scan_from_zero_with_correction(
