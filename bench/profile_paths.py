@@ -83,7 +83,7 @@ def lm_pieces(dev) -> list[str]:
                 m.step(tok, state=sb, inplace=True)
             torch.cuda.synchronize()
         out += ["decode step b1 eager, kernels (5 steps):", table(prof, 14)]
-    del m
+    m = None  # free the model before the next section
     torch.cuda.empty_cache()
     return out
 

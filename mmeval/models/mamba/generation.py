@@ -3,6 +3,7 @@ optional CUDA-graph single-token step for a fixed batch size."""
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
 import torch
@@ -89,10 +90,10 @@ class CudaGraphPrefill:
     states. At the 2.8B size launching the 64 layers' ~1,500 kernels costs the CPU ~50 ms, while
     the GPU needs ~15 ms for 64 suffixes of ~25 tokens; replaying a graph costs the CPU nothing.
 
-    ``__call__(ids, lengths, states)``: ids [B, L <= length] on the host, lengths [B] on the host,
-    ``states`` a list of B batch-1 MambaStates (copied into the static input state). Returns the
-    static (logits [B, V], state) of the graph, valid until the next call. Right padding is
-    exact (see MambaLM.forward), so any L up to ``length`` is served."""
+    ``__call__(ids, states)``: ids, B lists of 1..``length`` token ids; ``states``, B batch-1
+    MambaStates (copied into the static input state). Returns the static (logits [B, V], state)
+    of the graph, valid until the next call. Right padding is exact (see MambaLM.forward), so
+    any length up to ``length`` is served."""
 
     def __init__(self, model, batch_size: int, length: int, n_warmup: int = 2):
         if model.device.type != "cuda":
@@ -139,13 +140,19 @@ class CudaGraphPrefill:
         return self.logits, self.out_state
 
 
-def get_cuda_graph_prefill(model, batch_size: int, length: int, multiple: int = 8) -> CudaGraphPrefill:
-    """Captured suffix prefill for (batch_size, length rounded up to `multiple`), cached on the model."""
+def get_cuda_graph_prefill(model, batch_size: int, length: int, multiple: int = 8,
+                           keep: int = 4) -> CudaGraphPrefill:
+    """Captured suffix prefill for (batch_size, length rounded up to `multiple`), cached on the
+    model. At most `keep` graphs are kept (least recently used goes): each holds its input and
+    output states and activations, ~3 GB at batch 64 and the 2.8B size."""
     length = -(-length // multiple) * multiple
-    cache = model.__dict__.setdefault("_mamba_cuda_graph_prefills", {})
+    cache = model.__dict__.setdefault("_mamba_cuda_graph_prefills", OrderedDict())
     key = (batch_size, length, model.dtype, model.kernel, model.device)
     if key not in cache:
+        while len(cache) >= keep:
+            cache.popitem(last=False)
         cache[key] = CudaGraphPrefill(model, batch_size, length)
+    cache.move_to_end(key)
     return cache[key]
 
 
