@@ -156,3 +156,26 @@ def test_embedded_default_end_to_end_with_a_tiny_demo_model(tmp_path, monkeypatc
     monkeypatch.setattr(demo_models, "train_demo_model", lambda *a, **k: pytest.fail("retrained"))
     cfg2 = apply_embedded_default(RunConfig(model="cobra", tasks=["pope"]), again.append)
     assert cfg2.model_args == cfg.model_args and len(again) == 1
+
+
+def test_demo_caption_set_grows_and_descriptions_join_stage_two(tmp_path):
+    """The caption set is (re)written as large as the stages need; stage 2 gets the questions plus
+    `caption_mix` "Describe the image." conversations, seeded; the tower settings reach both families."""
+    from mmeval.synth import demo_models
+    from mmeval.synth.training import build_caption_set
+
+    build_caption_set(tmp_path, seed=0, n=8)
+    cfg = demo_models.DemoConfig(align_steps=10, batch_size=4, caption_mix=70)
+    caps = demo_models.caption_rows(tmp_path, cfg, log=lambda m: None)
+    assert len(caps) == 70 and len(json.loads((tmp_path / "captions.json").read_text())) == 70
+    questions = [{"id": f"q{i}", "image": "x.png", "conversations": []} for i in range(5)]
+    mixed = demo_models.instruct_rows(questions, caps, cfg)
+    assert len(mixed) == 75 and {r["id"] for r in mixed} >= {"q0", "q4", "caption-69"}
+    assert mixed == demo_models.instruct_rows(questions, caps, cfg)
+    assert demo_models.instruct_rows(questions, caps, demo_models.DemoConfig(caption_mix=0)) == questions
+    tok = demo_models.train_tokenizer(["a b c"])
+    small = dict(d_model=16, n_layer=1, image_size=28, patch_size=7)
+    vlm = demo_models.build_model(demo_models.DemoConfig(model="vl-mamba", **small), tok)
+    assert vlm.cfg.vision_config["image_size"] == 28 and vlm.cfg.vision_config["patch_size"] == 7
+    cobra = demo_models.build_model(demo_models.DemoConfig(model="cobra", **small), tok)
+    assert cobra.cfg.image_size == 28
