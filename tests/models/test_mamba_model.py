@@ -203,3 +203,26 @@ def test_bf16_and_layernorm_variants_run():
     a = ml(ids, lengths=lens, logits="last").logits
     b = ml(ids[1:, :3], logits="last").logits
     torch.testing.assert_close(a[1:], b, rtol=0, atol=1e-5)
+
+
+def test_inference_cache_of_A_and_dt_bias_follows_weight_updates():
+    """Without autograd the mixer reuses -exp(A_log) and the fp32 step bias; an in-place update of
+    the weights (load_state_dict, an optimizer step) must be seen by the next forward."""
+    torch.manual_seed(0)
+    m = tiny_model()
+    ids = torch.randint(0, m.config.vocab_size, (2, 7))
+    with torch.no_grad():
+        before = m(input_ids=ids).logits
+        assert torch.equal(m(input_ids=ids).logits, before)  # cached values give the same result
+        sd = {k: v.clone() for k, v in m.state_dict().items()}
+        for i in range(m.config.n_layer):
+            sd[f"backbone.layers.{i}.mixer.A_log"] += 0.5
+            sd[f"backbone.layers.{i}.mixer.dt_proj.bias"] += 0.5
+        m.load_state_dict(sd)
+        after = m(input_ids=ids).logits
+    fresh = tiny_model()
+    fresh.load_state_dict(sd)
+    with torch.no_grad():
+        expected = fresh(input_ids=ids).logits
+    assert (after - before).abs().max() > 1e-3
+    torch.testing.assert_close(after, expected, rtol=0, atol=0)
