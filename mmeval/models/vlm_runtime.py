@@ -231,11 +231,9 @@ class VLMRuntime:
             from mmeval.models.mamba.generation import get_cuda_graph_prefill
 
             return get_cuda_graph_prefill(self.model.lm, len(suffixes), longest)(suffixes, states)
-        # built on the host and copied once: no per-row device writes, no host syncs
-        lengths = torch.tensor([len(s) for s in suffixes])
-        ids = torch.zeros(len(suffixes), longest, dtype=torch.long)
-        for j, s in enumerate(suffixes):
-            ids[j, : len(s)] = torch.tensor(s, dtype=torch.long)
+        from mmeval.models.mamba.lm import right_pad_ids
+
+        ids, lengths = right_pad_ids(suffixes)  # on the host, copied once: no host syncs
         out = self.model.lm(input_ids=self._to_device(ids), lengths=lengths, state=MambaState.cat(states),
                             return_state=True, logits="last")
         return out.logits, out.state

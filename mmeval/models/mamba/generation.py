@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import Tensor
 
+from .lm import right_pad_ids
 from .state import MambaState
 
 StopFn = Callable[[int, list[int]], bool]
@@ -127,10 +128,9 @@ class CudaGraphPrefill:
             raise ValueError(f"this graph serves batches of {self.batch_size}, got {len(ids)}")
         if not all(0 < len(x) <= self.length for x in ids):
             raise ValueError(f"suffix lengths must lie in [1, {self.length}]")
-        self._ids_host.zero_()
-        for j, x in enumerate(ids):
-            self._ids_host[j, : len(x)] = torch.tensor(x, dtype=torch.long)
-            self._len_host[j] = len(x)
+        padded, lengths = right_pad_ids(ids, self.length)
+        self._ids_host.copy_(padded)
+        self._len_host.copy_(lengths)
         self.ids.copy_(self._ids_host, non_blocking=True)
         self.lengths.copy_(self._len_host, non_blocking=True)
         for i in range(len(self.state)):  # write the inputs' states straight into the static buffers

@@ -71,6 +71,14 @@ def _as_lengths(lengths, batch: int, seqlen: int, device) -> tuple[Tensor | None
     return host.to(device=device, non_blocking=True), lo
 
 
+def right_pad_ids(seqs: Sequence[Sequence[int]], length: int | None = None) -> tuple[Tensor, Tensor]:
+    """Token id lists -> (ids [B, length] right-padded with 0, lengths [B]), on the host, built in
+    one tensor creation (per-row writes cost ~10 us each in the hot loop)."""
+    length = max(len(s) for s in seqs) if length is None else length
+    ids = torch.tensor([list(s) + [0] * (length - len(s)) for s in seqs], dtype=torch.long)
+    return ids, torch.tensor([len(s) for s in seqs], dtype=torch.long)
+
+
 class MambaLM(nn.Module):
     def __init__(self, config: MambaConfig, device=None, dtype=None, kernel: str = "auto"):
         super().__init__()
