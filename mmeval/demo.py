@@ -51,14 +51,17 @@ def _mmeval(*args: str, check: bool = True) -> int:
 CHANCE_ON = {"pope": "accuracy"}
 
 
-def _metric(path: Path, task: str) -> tuple[str, float | None, str, float | None]:
-    """(headline, its value, protocol, the value the chance level is compared with)."""
+def _metric(path: Path, task: str) -> tuple[str, float | None, str, float | None, float | None]:
+    """(headline, its value, protocol, the value the chance level is compared with, the lower end
+    of that value's 95 % bootstrap interval or None)."""
     try:
         r = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
-        return "", None, "", None
+        return "", None, "", None, None
     head, metrics = r.get("headline", ""), r.get("metrics", {})
-    return head, metrics.get(head), r.get("protocol", ""), metrics.get(CHANCE_ON.get(task, head))
+    judged = CHANCE_ON.get(task, head)
+    low = (r.get("ci95") or {}).get(judged)
+    return head, metrics.get(head), r.get("protocol", ""), metrics.get(judged), None if low is None else low[0]
 
 
 def compact_table(runs: dict[str, Path], manifest: dict) -> str:
@@ -70,14 +73,15 @@ def compact_table(runs: dict[str, Path], manifest: dict) -> str:
         row = [task]
         above = []
         for model, run_dir in runs.items():
-            head, value, proto, judged = _metric(run_dir / f"{task}.json", task)
+            head, value, proto, judged, low = _metric(run_dir / f"{task}.json", task)
             text = "" if value is None else f"{value:.1f}"
             if task in CHANCE_ON and judged is not None and CHANCE_ON[task] != head:
                 text += f" ({CHANCE_ON[task][:3]} {judged:.1f})"
             row.append(text)
             row.append(f"{head} [{proto}]" if head else "")
             if judged is not None and chance is not None:
-                above.append(judged > chance + 5.0)
+                # above chance = the whole 95 % interval above it (a run without bootstrap: 5 points)
+                above.append(low > chance if low is not None else judged > chance + 5.0)
         row += ["n/a" if chance is None else f"{chance:.1f}",
                 "yes" if above and all(above) else ("partly" if any(above) else "no"), TAUGHT[task]]
         rows.append(row)
@@ -92,7 +96,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     from mmeval.synth.defaults import cache_dir, ensure_demo_data
-    from mmeval.synth.demo_models import demo_config, model_args, train_demo_model
+    from mmeval.synth.demo_models import demo_config, model_args, train_demo_models
 
     started = time.perf_counter()
     cache = cache_dir()
@@ -105,12 +109,10 @@ def main() -> None:
     _say(f"      {data}: " + ", ".join(f"{t} {i['rows']}" for t, i in manifest["tasks"].items()) + "\n")
 
     _say("[2/4] demo models (trained on CPU on first use, then cached)")
-    ckpts = {}
-    for model in ("vl-mamba", "cobra"):
-        t0 = time.perf_counter()
-        ckpts[model] = train_demo_model(demo_config(model, seed), cache, log=lambda m: _say("      " + m))
-        _say(f"      {model}: ready in {time.perf_counter() - t0:.0f} s")
-    _say("")
+    t0 = time.perf_counter()
+    ckpts = train_demo_models([demo_config(m, seed) for m in ("vl-mamba", "cobra")], cache,
+                              log=lambda m: _say("      " + m))
+    _say(f"      demo models ready in {time.perf_counter() - t0:.0f} s\n")
 
     _say("[3/4] evaluation: mmeval run on the ten generated benchmarks")
     runs = {}
@@ -131,7 +133,7 @@ def main() -> None:
                 check=False)
         _say("")
     _say("All tasks, demo models vs. chance (guessing uniformly among the answers each question allows; "
-         "'above chance' = more than 5 points above; POPE judged on accuracy):\n")
+         "'above chance' = the lower end of the score's 95 % bootstrap interval above it; POPE judged on accuracy):\n")
     _say(compact_table(runs, manifest))
     _say("")
     _say(BANNER)

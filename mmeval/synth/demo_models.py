@@ -6,35 +6,38 @@ DINOv2 + SigLIP for Cobra, both at 42 px in 14-px patches) with the VL-Mamba MLP
 fused GELU-MLP projector and a 2-layer, 64-wide Mamba LM, and a word-level tokenizer trained with
 `tokenizers` on the generated text (the fixed instruction sentences of the prompts are single
 tokens). Training follows the papers' two stages from random weights: alignment on captioned
-pictures (`captions.json`: "2 shapes: red circle left, blue square right.", the caption right
-after the picture), then instruction tuning on the generated questions (`train.json`) mixed with
-"Describe the image." conversations from the caption set. The image tokens come first and the
-prompt is exactly what each task sends. The vision towers stay random and frozen; the projector and
-the LM learn.
+pictures (`captions.json`, the caption right after the picture), then instruction tuning on the
+generated questions (`train.json`) mixed with "Describe the image." conversations from the caption
+set. The image tokens come first and the prompt is exactly what each task sends. The vision towers
+stay random and frozen; the projector and the LM learn. `train_demo_models` trains the two side by
+side, one process and one core each.
 
 What makes a from-scratch model this small read the picture in minutes (measured with held-out
-questions asked with the right and with a shuffled picture; see docs/quickstart.md):
+questions asked with the right and with a shuffled picture, and on the generated benchmarks; see
+docs/quickstart.md):
 
+- Captions keyed by shape and by colour (DEMO_VERSION 4): "circle red left, square none, triangle
+  blue right." and "blue triangle right, green none, red circle left, yellow none." beside the
+  left-to-right "2 shapes: red circle left, blue triangle right.". A question about one object
+  ("Is there a circle?", "What color is the square?") needs the LM to look the object up by the word
+  in the question -- an associative recall the SSM state has to learn. With left-to-right captions
+  only, each picture taught it once (one answer); keyed captions label every word with a lookup,
+  and that lifted GQA from ~48 to ~79, VQAv2 to ~98 and POPE/MME above chance in the same budget.
+- Batches of 64 (32 before), 1,000 steps: the yes/no answers need more pictures seen than the old
+  900 x 32 (at batch 32 they stayed at chance for 1,800 steps with left-to-right captions). A CPU
+  step of 64 costs twice one of 32, so the samples seen set the time; training the two models side
+  by side (one core each) pays for it on 2 cores.
 - The random towers are not the bottleneck: a linear probe on their patch tokens reads every
-  slot's colour and shape (~100 %). What the LM could not learn in the old budget was *shape*:
-  after 300 alignment steps it named colours, counts and sides but not shapes, and every task that
-  needs shapes (POPE, GQA/VQAv2 shape questions, VSR) answered the same for any picture.
-- A longer alignment stage: captions are short, so a step costs a third of an instruction step,
-  and between ~300 and ~500 steps the caption loss falls from ~0.4 to ~0.03 -- shapes included
-  (600 steps).
+  slot's colour and shape (~100 %). A long enough alignment stage is needed for the LM to name
+  *shapes* (the caption loss falls from ~0.4 to ~0.03 between ~300 and ~500 steps of batch 32).
 - Descriptions in stage 2 (`caption_mix`): without them the reading learned right after the picture
-  did not carry over the chat prompt to the answer (held-out answers identical with a shuffled
-  picture); with them the model describes the picture after the prompt and VQAv2/GQA/VizWiz answers
-  follow the picture.
-- 42-px towers in 14-px patches (VL-Mamba was 35 px / 7 px): 9 image tokens instead of 25, one patch
-  column per picture slot; the scan runs token by token on CPU, so a step is ~35 % faster, which
-  pays for the longer stages. Training the towers too (`trainable=vision+projector+lm`) was tried
-  and made things worse at this learning rate (the image tokens' scale grows ~20x).
-- 900 instruction steps (DEMO_VERSION 3; 1200 before) keep the whole demo under ten minutes on 2
-  cores; held-out VQAv2 72 vs 79 and GQA 51 vs 58 (right picture) was the cost.
-- Tried for the yes/no questions (POPE, MME, VSR), none lifted held-out POPE above chance (~50 % with
-  the right and with a shuffled picture): the yes/no questions repeated 3x in stage 2, a 3-layer LM
-  (600 steps; with d_state 16 a step costs ~3x), a learning rate of 6e-3.
+  did not carry over the chat prompt to the answer.
+- 42-px towers in 14-px patches: 9 image tokens, one patch column per picture slot (the scan runs
+  token by token on CPU). Training the towers too (`trainable=vision+projector+lm`) made things worse.
+- Tried without gain at this budget: a wider (128) or deeper (3-4 layers) LM, d_state 16 or 4, a
+  constant learning rate, learning rates 6e-3/1e-2, fewer descriptions, a shorter alignment stage,
+  yes/no questions repeated. VSR (left of / right of, true or false) and the lettered-choice tasks
+  stay near chance; on the GPU, 3,000 instruction steps of batch 32 taught VSR too.
 - Earlier choices, still needed: the Mamba step-size initialisation range 0.01-0.1 instead of
   0.001-0.1 (the state then carries the picture over the prompt tokens between it and the answer),
   and image tokens scaled at initialisation to the word embeddings' spread (`calibrate_projector`).
@@ -55,7 +58,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-DEMO_VERSION = "3"  # bump when the data generators or the training change
+DEMO_VERSION = "4"  # bump when the data generators or the training change
 DEFAULT_CACHE = Path(".cache/mmeval-demo")
 KEY_FILE = "demo.json"
 SPECIALS = ["<|endoftext|>", "<|padding|>", "<unk>", "<|user|>", "<|assistant|>"]
@@ -263,9 +266,59 @@ def instruct_rows(questions: list[dict[str, Any]], captions: list[dict[str, Any]
     return rows
 
 
+def training_data(cfg: DemoConfig, cache: str | Path = DEFAULT_CACHE,
+                  log: Callable[[str], None] = print) -> tuple[Path, list[dict[str, Any]], list[dict[str, Any]]]:
+    """(folder, questions, captions) of `cfg`'s training data, written when missing."""
+    from mmeval.synth.training import build_training_set
+
+    data_dir = Path(cache) / f"train-v{DEMO_VERSION}-seed{cfg.seed}-x{cfg.train_scale:g}"
+    train_file = data_dir / "train.json"
+    if not train_file.is_file():
+        log(f"writing the training set (seed {cfg.seed}) to {data_dir}")
+        build_training_set(data_dir, seed=cfg.seed, scale=cfg.train_scale)
+    rows = json.loads(train_file.read_text())
+    captions = caption_rows(data_dir, cfg, log) if (cfg.align_steps or cfg.caption_mix) else []
+    return data_dir, rows, captions
+
+
+def train_demo_models(cfgs: list[DemoConfig], cache: str | Path = DEFAULT_CACHE,
+                      log: Callable[[str], None] = print, cores: int | None = None) -> dict[str, Path]:
+    """Train (or reuse) several demo models; returns {model: checkpoint}. With two cores or more,
+    the missing ones train side by side, one child process each with an equal share of the cores:
+    the tiny models' ops scale poorly across threads, so this is ~1.6x faster on 2 cores than
+    one after the other. Their training data is written first, here, once."""
+    import subprocess
+    import sys
+
+    cores = cores or len(os.sched_getaffinity(0))
+    todo = [c for c in cfgs if cached(c, cache) is None]
+    if len(todo) < 2 or cores < 2:
+        return {c.model: train_demo_model(c, cache, log=log) for c in cfgs}
+    # the largest caption set first, so that no child rewrites it while another reads it
+    for c in sorted(todo, key=lambda c: -max(c.align_steps * c.batch_size, c.caption_mix)):
+        training_data(c, cache, log)
+    threads = max(1, cores // len(todo))
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    procs = {}
+    for c in todo:
+        spec = json.dumps(asdict(c) | {"threads": threads})
+        log(f"{c.model}: training in a child process ({threads} thread{'s' * (threads > 1)})")
+        procs[c.model] = subprocess.Popen([sys.executable, "-m", "mmeval.synth.demo_models", "--config", spec,
+                                           "--cache", str(cache)], env=env)
+    failed = [m for m, p in procs.items() if p.wait() != 0]
+    out = {}
+    for c in cfgs:
+        ckpt = cached(c, cache)
+        if ckpt is None:
+            raise RuntimeError(f"demo model {c.model}: training failed (child exit code {procs[c.model].returncode}; "
+                               "its output is above)" if c.model in failed else f"demo model {c.model}: no checkpoint")
+        out[c.model] = ckpt
+    return out
+
+
 def train_demo_model(cfg: DemoConfig, cache: str | Path = DEFAULT_CACHE, log: Callable[[str], None] = print,
-                     progress: bool = True, force: bool = False) -> Path:
-    """Train (or reuse) the demo model of `cfg`; returns its checkpoint directory."""
+                     progress: bool = True, force: bool = False, device: str = "cpu") -> Path:
+    """Train (or reuse) the demo model of `cfg` on `device` (fp32); returns its checkpoint directory."""
     hit = None if force else cached(cfg, cache)
     if hit is not None:
         log(f"{cfg.model}: cached demo model {hit} (key {cfg.key()})")
@@ -273,18 +326,12 @@ def train_demo_model(cfg: DemoConfig, cache: str | Path = DEFAULT_CACHE, log: Ca
     import torch
 
     from mmeval.finetune import finetune, get_recipe
-    from mmeval.synth.training import build_training_set, corpus
+    from mmeval.synth.training import corpus
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     d = Path(cache) / cfg.model
-    data_dir = Path(cache) / f"train-seed{cfg.seed}-x{cfg.train_scale:g}"
-    train_file = data_dir / "train.json"
-    if not train_file.is_file():
-        log(f"writing the training set (seed {cfg.seed}) to {data_dir}")
-        build_training_set(data_dir, seed=cfg.seed, scale=cfg.train_scale)
-    rows = json.loads(train_file.read_text())
-    captions = caption_rows(data_dir, cfg, log) if (cfg.align_steps or cfg.caption_mix) else []
+    data_dir, rows, captions = training_data(cfg, cache, log)
     mixed = instruct_rows(rows, captions, cfg)
     tok_dir = d / "tokenizer"
     tokenizer = train_tokenizer(corpus(rows) + corpus(captions), tok_dir)
@@ -297,16 +344,16 @@ def train_demo_model(cfg: DemoConfig, cache: str | Path = DEFAULT_CACHE, log: Ca
     common = {"trainable": cfg.trainable, "learning_rate": cfg.learning_rate, "lr_scheduler": "cosine",
               "warmup_ratio": cfg.warmup_ratio, "global_batch_size": cfg.batch_size,
               "per_device_batch_size": cfg.batch_size, "weight_decay": 0.0, "num_workers": 0, "max_length": 256,
-              "seed": cfg.seed, "group_by_modality_length": False, "epochs": 1}
+              "seed": cfg.seed, "group_by_modality_length": False, "epochs": 1, "mixed_precision": "fp32"}
     out = d / "checkpoint"
     started = time.perf_counter()
     if cfg.align_steps:
         res = finetune(cfg.model, get_recipe(cfg.model, "align", common), captions, str(data_dir / "images"),
-                       str(d / "align"), device="cpu", max_steps=cfg.align_steps, progress=progress, model=model,
+                       str(d / "align"), device=device, max_steps=cfg.align_steps, progress=progress, model=model,
                        tokenizer=tokenizer)
         model = res.model
     res = finetune(cfg.model, get_recipe(cfg.model, "instruct", common), mixed, str(data_dir / "images"),
-                   str(out), device="cpu", max_steps=cfg.steps, progress=progress, model=model, tokenizer=tokenizer)
+                   str(out), device=device, max_steps=cfg.steps, progress=progress, model=model, tokenizer=tokenizer)
     wall = time.perf_counter() - started
     losses = res.losses
     first, last = sum(losses[:10]) / max(1, len(losses[:10])), sum(losses[-10:]) / max(1, len(losses[-10:]))
@@ -320,8 +367,8 @@ def train_demo_model(cfg: DemoConfig, cache: str | Path = DEFAULT_CACHE, log: Ca
 
 # the settings `make demo` and the embedded default use (measured on 2 CPU cores: see docs/quickstart.md)
 DEMO_SETTINGS: dict[str, dict[str, Any]] = {
-    "vl-mamba": dict(align_steps=600, steps=900),
-    "cobra": dict(align_steps=600, steps=900),
+    "vl-mamba": dict(align_steps=600, steps=1300, batch_size=64, learning_rate=5e-3),
+    "cobra": dict(align_steps=600, steps=1300, batch_size=64),
 }
 
 
@@ -329,3 +376,20 @@ def demo_config(model: str, seed: int = 0) -> DemoConfig:
     if model not in DEMO_SETTINGS:
         raise ValueError(f"demo models exist for {', '.join(MODELS)}, not {model!r}")
     return DemoConfig(model=model, seed=seed, **DEMO_SETTINGS[model])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m mmeval.synth.demo_models --config JSON --cache DIR`: train one demo model (the
+    child process of `train_demo_models`)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--config", required=True, help="DemoConfig fields as JSON")
+    ap.add_argument("--cache", default=str(DEFAULT_CACHE))
+    args = ap.parse_args(argv)
+    train_demo_model(DemoConfig(**json.loads(args.config)), args.cache, log=lambda m: print(m, flush=True),
+                     progress=False)
+
+
+if __name__ == "__main__":
+    main()

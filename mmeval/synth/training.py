@@ -97,18 +97,40 @@ def corpus(rows: list[dict[str, Any]]) -> list[str]:
 CAPTION_FILE = "captions.json"
 
 
-def caption(scene) -> str:
-    """'2 shapes: red circle left, blue square right.' (objects from left to right)."""
-    from mmeval.synth.benchmarks import SIDES
-
-    objs = sorted(scene.objects, key=lambda o: o.slot)
-    n = len(objs)
-    return f"{n} shape{'s' if n > 1 else ''}: " + ", ".join(f"{o.color} {o.shape} {SIDES[o.slot]}" for o in objs) + "."
+CAPTION_STYLES = ("slots", "shapes", "colors")
 
 
-def build_caption_set(out: str | Path, seed: int = 0, n: int = 4000) -> dict[str, Any]:
+def caption(scene, style: str = "slots") -> str:
+    """A caption naming every object, in one of three orders:
+
+    - "slots": '2 shapes: red circle left, blue square right.' (objects from left to right);
+    - "shapes": 'circle red left, square none, triangle blue right.' (every shape, in a fixed order);
+    - "colors": 'blue square right, green none, red circle left, yellow none.' (every colour).
+
+    In the keyed styles each value is a lookup from the word before it (what colour and place has
+    the circle; is there a green one): the retrieval that every question about one object needs,
+    with a label on every word instead of one answer per picture."""
+    from mmeval.synth.benchmarks import COLOR_NAMES, SIDES
+    from mmeval.synth.images import SHAPES
+
+    if style == "slots":
+        objs = sorted(scene.objects, key=lambda o: o.slot)
+        n = len(objs)
+        return f"{n} shape{'s' if n > 1 else ''}: " + ", ".join(f"{o.color} {o.shape} {SIDES[o.slot]}" for o in objs) + "."
+    if style == "shapes":
+        items = [(s, scene.by_shape(s)) for s in SHAPES]
+        return ", ".join(f"{s} {o.color} {SIDES[o.slot]}" if o else f"{s} none" for s, o in items) + "."
+    if style == "colors":
+        items = [(c, scene.by_color(c)) for c in COLOR_NAMES]
+        return ", ".join(f"{c} {o.shape} {SIDES[o.slot]}" if o else f"{c} none" for c, o in items) + "."
+    raise ValueError(f"caption style must be one of {', '.join(CAPTION_STYLES)}, got {style!r}")
+
+
+def build_caption_set(out: str | Path, seed: int = 0, n: int = 4000,
+                      styles: tuple[str, ...] = CAPTION_STYLES) -> dict[str, Any]:
     """Alignment data (stage 1 of both papers' recipes): pictures with a caption naming every
-    object's colour, shape and place, or the rendered word. `<out>/captions.json` + `<out>/images/`."""
+    object's colour, shape and place (in one of `styles`, drawn per picture), or the rendered word.
+    `<out>/captions.json` + `<out>/images/`."""
     from mmeval.synth.images import COLORS, WORDS, draw_scene, draw_word, random_scene
 
     out = Path(out)
@@ -122,7 +144,7 @@ def build_caption_set(out: str | Path, seed: int = 0, n: int = 4000) -> dict[str
             picture, text = draw_word(word, rng.choice(sorted(COLORS)), rng), f"the word {word}."
         else:
             scene = random_scene(rng)
-            picture, text = draw_scene(scene), caption(scene)
+            picture, text = draw_scene(scene), caption(scene, rng.choice(styles))
         name = f"cap{i:06d}.png"
         picture.save(images / name)
         rows.append({"id": f"caption-{i}", "image": name,

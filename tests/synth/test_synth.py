@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -134,6 +136,29 @@ def test_demo_model_trains_caches_and_loads(tmp_path, family, monkeypatch):
     assert adapter.tokenizer.eos_token == "<|endoftext|>"
 
 
+def test_demo_models_train_side_by_side_in_child_processes(tmp_path):
+    """With two cores the missing demo models train at once, one child process each (one thread
+    each), on training data written once by the parent; the result is what training in-process
+    caches, and a failing child is named in a one-line error."""
+    from mmeval.synth import demo_models
+
+    tiny = dict(steps=2, align_steps=2, train_scale=0.02, batch_size=4, d_model=16, n_layer=1)
+    cfgs = [demo_models.DemoConfig(model=m, **tiny) for m in ("vl-mamba", "cobra")]
+    lines: list[str] = []
+    ckpts = demo_models.train_demo_models(cfgs, tmp_path, log=lines.append, cores=2)
+    assert set(ckpts) == {"vl-mamba", "cobra"}
+    assert all(demo_models.cached(c, tmp_path) == ckpts[c.model] for c in cfgs)
+    assert sum("child process (1 thread)" in m for m in lines) == 2
+    meta = json.loads((tmp_path / "cobra" / demo_models.KEY_FILE).read_text())
+    assert meta["threads"] == 1 and meta["pid"] != os.getpid()
+    assert demo_models.train_demo_models(cfgs, tmp_path, log=lines.append, cores=2) == ckpts  # cached
+
+    bad = [dataclasses.replace(cfgs[0], seed=1), dataclasses.replace(cfgs[1], seed=1, trainable="nonsense")]
+    with pytest.raises(RuntimeError, match=r"demo model cobra: training failed \(child exit code 1"):
+        demo_models.train_demo_models(bad, tmp_path, log=lines.append, cores=2)
+    assert demo_models.cached(bad[0], tmp_path) is not None  # the other one finished
+
+
 def test_embedded_default_end_to_end_with_a_tiny_demo_model(tmp_path, monkeypatch):
     """Nothing given, offline: the default builds (tiny settings) the demo model and the generated data,
     and the run scores them; a second application reuses both without training again."""
@@ -156,6 +181,23 @@ def test_embedded_default_end_to_end_with_a_tiny_demo_model(tmp_path, monkeypatc
     monkeypatch.setattr(demo_models, "train_demo_model", lambda *a, **k: pytest.fail("retrained"))
     cfg2 = apply_embedded_default(RunConfig(model="cobra", tasks=["pope"]), again.append)
     assert cfg2.model_args == cfg.model_args and len(again) == 1
+
+
+def test_caption_styles_name_every_object_keyed_by_slot_shape_or_colour(tmp_path):
+    """Hand-written captions of one scene in the three styles; the caption set draws all three."""
+    from mmeval.synth.images import Obj, Scene
+    from mmeval.synth.training import build_caption_set, caption
+
+    scene = Scene([Obj("square", "blue", 2), Obj("circle", "red", 0)])
+    assert caption(scene) == caption(scene, "slots") == "2 shapes: red circle left, blue square right."
+    assert caption(scene, "shapes") == "circle red left, square blue right, triangle none."
+    assert caption(scene, "colors") == "blue square right, green none, red circle left, yellow none."
+    with pytest.raises(ValueError, match="caption style must be one of slots, shapes, colors"):
+        caption(scene, "rows")
+    build_caption_set(tmp_path, seed=0, n=60)
+    texts = [r["conversations"][1]["value"] for r in json.loads((tmp_path / "captions.json").read_text())]
+    assert any(t[0].isdigit() for t in texts) and any(t.startswith("circle ") for t in texts)
+    assert any(t.startswith("blue ") for t in texts) and any(t.startswith("the word ") for t in texts)
 
 
 def test_demo_caption_set_grows_and_descriptions_join_stage_two(tmp_path):
