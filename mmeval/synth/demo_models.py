@@ -13,8 +13,8 @@ stay random and frozen; the projector and the LM learn. `train_demo_models` trai
 side, one process and one core each.
 
 What makes a from-scratch model this small read the picture in minutes (measured with held-out
-questions asked with the right and with a shuffled picture, and on the generated benchmarks; see
-docs/quickstart.md):
+questions asked with the right and with a shuffled picture, `bench/demo_probe.py`, and on the
+generated benchmarks; see docs/quickstart.md):
 
 - Captions keyed by shape and by colour (DEMO_VERSION 4): "circle red left, square none, triangle
   blue right." and "blue triangle right, green none, red circle left, yellow none." beside the
@@ -287,9 +287,9 @@ def training_data(cfg: DemoConfig, cache: str | Path = DEFAULT_CACHE,
 def train_demo_models(cfgs: list[DemoConfig], cache: str | Path = DEFAULT_CACHE,
                       log: Callable[[str], None] = print, cores: int | None = None) -> dict[str, Path]:
     """Train (or reuse) several demo models; returns {model: checkpoint}. With two cores or more,
-    the missing ones train side by side, one child process each with an equal share of the cores:
-    the tiny models' ops scale poorly across threads, so this is ~1.6x faster on 2 cores than
-    one after the other. Their training data is written first, here, once."""
+    the missing ones train side by side, one child process each with an equal share of the cores
+    (much of a tiny model's step -- data loading, the scan's per-token loop -- is single-threaded
+    Python, so two processes keep both cores busy). Their training data is written first, here, once."""
     import subprocess
     import sys
 

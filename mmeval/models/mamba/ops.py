@@ -194,9 +194,8 @@ def selective_scan_ref(
         dA = torch.exp(dchunk.unsqueeze(-1) * Af[:, None, :])  # [b, d, c, n]
         dBu = (dchunk * uf[:, :, s:e]).unsqueeze(-1) * Bc[..., s:e].transpose(-1, -2)  # [b, d, c, n]
         Ct = Cc[..., s:e].transpose(-1, -2)  # [b, 1|d, c, n]
-        # unbind once: indexing step i instead makes autograd write a zero-filled full-size
-        # gradient per step (quadratic in the chunk length; half of a CPU training step)
-        # (step-major copies: each step then reads contiguous memory)
+        # step-major copies unbound once: indexing step i instead makes autograd write a
+        # zero-filled full-size gradient per step (quadratic in l; half of a CPU training step)
         steps = (t.movedim(2, 0).contiguous().unbind(0) for t in (dA, dBu, Ct))
         for dA_i, dBu_i, C_i in zip(*steps):
             h = dA_i * h + dBu_i
