@@ -38,7 +38,7 @@ generated benchmarks; see docs/quickstart.md):
 - 42-px towers in 14-px patches: 9 image tokens, one patch column per picture slot (the scan runs
   token by token on CPU). Training the towers too (`trainable=vision+projector+lm`) made things worse.
 - Tried without gain at this budget: a wider (128) or deeper (3-4 layers) LM, d_state 16 or 4, a
-  constant learning rate, learning rates 6e-3/1e-2, fewer descriptions, a shorter alignment stage,
+  constant or a doubled learning rate, fewer descriptions, a shorter alignment stage,
   yes/no questions repeated. VSR (left of / right of, true or false) and the lettered-choice tasks
   stay near chance; on the GPU, 3,000 instruction steps of batch 32 taught VSR too.
 - Earlier choices, still needed: the Mamba step-size initialisation range 0.01-0.1 instead of
