@@ -40,7 +40,7 @@ generated benchmarks; see docs/quickstart.md):
 - Tried without gain at this budget: a wider (128) or deeper (3-4 layers) LM, d_state 16 or 4, a
   constant or a doubled learning rate, fewer descriptions, a shorter alignment stage,
   yes/no questions repeated. VSR (left of / right of, true or false) and the lettered-choice tasks
-  stay near chance; on the GPU, 3,000 instruction steps of batch 32 taught VSR too.
+  stay near chance; on the GPU, 3,000 batch-32 steps taught VSR in 2 of 4 runs.
 - Earlier choices, still needed: the Mamba step-size initialisation range 0.01-0.1 instead of
   0.001-0.1 (the state then carries the picture over the prompt tokens between it and the answer),
   and image tokens scaled at initialisation to the word embeddings' spread (`calibrate_projector`).
