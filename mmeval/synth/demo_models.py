@@ -308,14 +308,13 @@ def train_demo_models(cfgs: list[DemoConfig], cache: str | Path = DEFAULT_CACHE,
         log(f"{c.model}: training in a child process ({threads} thread{'s' * (threads > 1)})")
         procs[c.model] = subprocess.Popen([sys.executable, "-m", "mmeval.synth.demo_models", "--config", spec,
                                            "--cache", str(cache)], env=env)
-    failed = [m for m, p in procs.items() if p.wait() != 0]
+    codes = {m: p.wait() for m, p in procs.items()}
     out = {}
     for c in cfgs:
-        ckpt = cached(c, cache)
-        if ckpt is None:
-            raise RuntimeError(f"demo model {c.model}: training failed (child exit code {procs[c.model].returncode}; "
-                               "its output is above)" if c.model in failed else f"demo model {c.model}: no checkpoint")
-        out[c.model] = ckpt
+        out[c.model] = cached(c, cache)
+        if out[c.model] is None:
+            raise RuntimeError(f"demo model {c.model}: training failed (child exit code {codes.get(c.model)}; "
+                               "its output is above)")
     return out
 
 
