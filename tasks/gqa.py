@@ -21,15 +21,17 @@ Headline: `accuracy` (percent); with structural types available, also `accuracy_
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from mmeval.data.sources import check_columns, image_ref, read_hub, read_json, read_parquet_dir
+from mmeval.data.sources import check_columns, find_path, image_ref, read_hub, read_json, read_parquet_dir
 from mmeval.errors import DataError
 from mmeval.metrics.exact import gqa_llava_answer, gqa_prismatic_answer, lmms_eval_exact_match
-from mmeval.task import Task
-from mmeval.types import Doc, GenerationConfig, ImageRef, Prediction, Request
-from tasks.vqav2 import LMMS_EVAL_STOP, SHORT_ANSWER, find_path, scored_accuracy, take_options
+from mmeval.task import Task, take_options
+from mmeval.types import Doc, ImageRef, Prediction, Request
+from tasks._common.prompts import short_answer_request
+from tasks._common.scoring import AccuracyHeadline, accuracy_metrics
 
 QUESTIONS_CONFIG = "testdev_balanced_instructions"
 IMAGES_CONFIG = "testdev_balanced_images"
@@ -45,7 +47,7 @@ def _structural(types: Any) -> str:
     return ""
 
 
-class GQA(Task):
+class GQA(AccuracyHeadline, Task):
     name = "gqa"
     description = "GQA test-dev balanced (exact match)"
     protocols = ("llava", "prismatic", "lmms-eval")
@@ -110,10 +112,7 @@ class GQA(Task):
     # -- protocol
     def request(self, doc: Doc, protocol: str) -> Request:
         self.check_protocol(protocol)
-        gen = GenerationConfig(max_new_tokens=16, stop=LMMS_EVAL_STOP) if protocol == "lmms-eval" \
-            else GenerationConfig(max_new_tokens=128)
-        return Request(doc_id=doc.doc_id, prompt=doc.fields["question"].strip() + SHORT_ANSWER, images=doc.images,
-                       group_key=doc.group_key, generation=gen)
+        return short_answer_request(doc, protocol)
 
     def score(self, doc: Doc, prediction: Prediction, protocol: str) -> dict[str, Any]:
         text = prediction.text
@@ -125,11 +124,8 @@ class GQA(Task):
         return {"pred": pred, "correct": correct, "structural": doc.fields.get("structural", "")}
 
     def aggregate(self, scores: Sequence[dict[str, Any]], protocol: str) -> dict[str, float]:
-        acc = scored_accuracy(scores)
-        if acc is None:
-            return {}
-        metrics = {"accuracy": acc}
-        if protocol != "lmms-eval":
+        metrics = accuracy_metrics(scores)
+        if metrics and protocol != "lmms-eval":
             groups: dict[str, list[float]] = {}
             for s in scores:
                 if s.get("structural"):
@@ -138,12 +134,6 @@ class GQA(Task):
             for kind, vals in sorted(groups.items()):
                 metrics[f"accuracy_{kind}"] = 100.0 * sum(vals) / len(vals)
         return metrics
-
-    def headline(self, protocol: str) -> str:
-        return "accuracy"
-
-    def ci_metrics(self, protocol: str) -> tuple[str, ...]:
-        return ("accuracy",)
 
     # -- fixtures / synthetic data
     @staticmethod
@@ -161,7 +151,7 @@ class GQA(Task):
         if layout == "parquet":
             write_parquet(directory / QUESTIONS_CONFIG, SPLIT, [
                 {"id": str(r["id"]), "imageId": str(r["imageId"]), "question": r["question"], "answer": r["answer"],
-                 "fullAnswer": r["answer"], "isBalanced": True, "types": t} for r, t in zip(rows, types)],
+                 "fullAnswer": r["answer"], "isBalanced": True, "types": t} for r, t in zip(rows, types, strict=True)],
                 image_columns=())
             write_parquet(directory / IMAGES_CONFIG, SPLIT,
                           [{"id": k, "image": v} for k, v in images.items()])
@@ -169,7 +159,7 @@ class GQA(Task):
         write_json(directory / OFFICIAL_QUESTIONS, {
             str(r["id"]): {"imageId": str(r["imageId"]), "question": r["question"], "answer": r["answer"],
                            "fullAnswer": r["answer"], "isBalanced": True, "types": t}
-            for r, t in zip(rows, types)})
+            for r, t in zip(rows, types, strict=True)})
         (directory / "images").mkdir(parents=True, exist_ok=True)
         for k, v in images.items():
             v.save(directory / "images" / f"{k}.jpg")

@@ -28,21 +28,28 @@ Headline: circular accuracy.
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from mmeval.data.sources import check_columns, image_ref, read_hub, read_parquet_dir
+from mmeval.data.sources import check_columns, has_parquet, image_ref, read_lmms_lab
 from mmeval.data.writers import png_bytes, write_parquet
 from mmeval.errors import DataError
-from mmeval.metrics.choices import (CIRCULAR_BASE, can_infer, circular_eval, circular_group, is_missing,
-                                    mmbench_judge_prompt)
+from mmeval.metrics.choices import (
+    CIRCULAR_BASE,
+    can_infer,
+    circular_eval,
+    circular_group,
+    is_missing,
+    mmbench_judge_prompt,
+)
 from mmeval.metrics.judge import JudgedTask, JudgeError
 from mmeval.task import Task
 from mmeval.types import Doc, GenerationConfig, Prediction, Request, SampleRecord
+from tasks._common.prompts import ASSISTANT_STOP, OPTION_LETTER
 
 COLUMNS = ("index", "question", "hint", "A", "B", "answer", "category", "image")
 OPTION_LETTERS = ("A", "B", "C", "D", "E")
-SUFFIX = "Answer with the option's letter from the given choices directly."
 JUDGE_MODELS = {"llava": "gpt-3.5-turbo-0613", "lmms-eval": "gpt-4o-2024-11-20"}
 STYLE = {"llava": "vlmevalkit", "lmms-eval": "lmms-eval"}
 
@@ -63,22 +70,15 @@ class MMBench(JudgedTask, Task):
 
     # ---------------------------------------------------------------- loading
     def load_docs(self, data: Path | None) -> list[Doc]:
-        if data is None:
-            rows = list(read_hub(self.hub_id, self.split, COLUMNS, self.name, config=self.hub_config))
-            source = self.hub_id
-        else:
+        if data is not None and not has_parquet(data):
             tsvs = sorted(data.glob("*.tsv")) if data.is_dir() else []
-            parquet = any(data.rglob("*.parquet"))
-            if tsvs and not parquet:
+            if tsvs:
                 return self._load_tsv(self._pick_tsv(tsvs))
-            if not parquet:
-                raise DataError(f"{data}: no MMBench data (expected lmms-lab parquet files, e.g. "
-                                "en/dev-00000-of-00001.parquet, or the official MMBench_DEV_EN.tsv)")
-            sub = data / self.hub_config
-            rows = list(read_parquet_dir(sub if sub.is_dir() else data, COLUMNS, self.split))
-            source = str(data)
+            raise DataError(f"{data}: no MMBench data (expected lmms-lab parquet files, e.g. "
+                            "en/dev-00000-of-00001.parquet, or the official MMBench_DEV_EN.tsv)")
+        rows = read_lmms_lab(self.hub_id, self.name, data, COLUMNS, self.split, config=self.hub_config)
         docs = [self._doc(row, image_ref(row["image"], f"mmbench {row['index']}")) for row in rows]
-        self._check(docs, source)
+        self._check(docs, self.hub_id if data is None else str(data))
         return docs
 
     @staticmethod
@@ -163,13 +163,13 @@ class MMBench(JudgedTask, Task):
         f = doc.fields
         if protocol == "llava":
             question = f"{f['hint']}\n{f['question']}" if f["hint"] is not None else f["question"]
-            prompt = question + "".join(f"\n{k}. {v}" for k, v in f["options"].items()) + "\n" + SUFFIX
+            prompt = question + "".join(f"\n{k}. {v}" for k, v in f["options"].items()) + OPTION_LETTER
             generation = GenerationConfig(max_new_tokens=1024)
         else:
             options = "There are several options:\n" + "\n".join(f"{k}. {v}" for k, v in f["options"].items())
             prompt = f"{f['hint']} {f['question']} {options}" if f["hint"] is not None else f"{f['question']} {options}"
-            prompt = f"{prompt}\n{SUFFIX}"
-            generation = GenerationConfig(max_new_tokens=1024, stop=("ASSISTANT:",))
+            prompt = prompt + OPTION_LETTER
+            generation = GenerationConfig(max_new_tokens=1024, stop=ASSISTANT_STOP)
         return Request(doc_id=doc.doc_id, prompt=prompt, images=doc.images, group_key=doc.group_key,
                        generation=generation)
 
@@ -233,8 +233,8 @@ class MMBench(JudgedTask, Task):
         judged = sum(int(s.get("judged", 0)) for s in scores)
         notes: dict[str, Any] = {"mmbench_unparsed": unparsed, "mmbench_judged": judged}
         if unparsed and self.judge(protocol) is None:
-            notes["note"] = (f"{unparsed} MMBench answers matched no option by the rules and count as wrong; "
-                             "rerun `mmeval score` with --task-args judge_url=...,judge_model=... to let an LLM match them")
+            notes["note"] = (f"{unparsed} MMBench answers matched no option by the rules and count as wrong; rerun "
+                             "`mmeval score` with --task-args judge_url=...,judge_model=... to let an LLM match them")
         return notes
 
     # ---------------------------------------------------------------- fixtures
@@ -249,7 +249,7 @@ class MMBench(JudgedTask, Task):
         for k in range(len(letters)):
             rotated = texts[k:] + texts[:k]
             new = dict(row)
-            for letter, text in zip(letters, rotated):
+            for letter, text in zip(letters, rotated, strict=True):
                 new[letter] = text
             new["answer"] = letters[rotated.index(answer_text)]
             new["index"] = k * CIRCULAR_BASE + int(row["index"])

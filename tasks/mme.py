@@ -24,20 +24,29 @@ Headline: the perception total (what VL-Mamba's table prints as MME).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from mmeval.data.sources import image_ref, read_hub, read_parquet_dir
+from mmeval.data.sources import has_parquet, image_ref, read_lmms_lab
 from mmeval.data.writers import write_parquet
 from mmeval.errors import DataError
-from mmeval.metrics.mme import (COGNITION, PERCEPTION, REPLACE_PROMPT, SUBTASKS, mme_lmms_eval_per_category,
-                                mme_lmms_eval_total, mme_official_scores, parse_mme_lmms_eval,
-                                parse_mme_official)
+from mmeval.metrics.mme import (
+    COGNITION,
+    PERCEPTION,
+    REPLACE_PROMPT,
+    SUBTASKS,
+    mme_lmms_eval_per_category,
+    mme_lmms_eval_total,
+    mme_official_scores,
+    parse_mme_lmms_eval,
+    parse_mme_official,
+)
 from mmeval.task import Task
 from mmeval.types import Doc, GenerationConfig, Prediction, Request
+from tasks._common.prompts import SHORT_ANSWER
 
 COLUMNS = ("question_id", "image", "question", "answer", "category")
-SUFFIX = "\nAnswer the question using a single word or phrase."
 IMAGE_EXTS = (".jpg", ".png", ".jpeg", ".JPG", ".PNG", ".JPEG")
 
 
@@ -55,12 +64,12 @@ class MME(Task):
             root = self._benchmark_root(data)
             if root is not None:
                 return self._load_official(root, self._results_dir(data))
-            if not any(data.rglob("*.parquet")):
+            if not has_parquet(data):
                 raise DataError(f"{data}: no MME data (expected lmms-lab parquet files, or the "
                                 "MME_Benchmark_release_version folder with one folder per subtask)")
-            rows = read_parquet_dir(data, COLUMNS, self.split)
-        else:
-            rows = read_hub(self.hub_id, self.split, COLUMNS, self.name)
+        return self._docs_from_rows(read_lmms_lab(self.hub_id, self.name, data, COLUMNS, self.split))
+
+    def _docs_from_rows(self, rows) -> list[Doc]:
         docs, seen = [], {}
         for i, row in enumerate(rows):
             category = str(row["category"])
@@ -147,7 +156,7 @@ class MME(Task):
         self.check_protocol(protocol)
         question = doc.fields["question"].strip().replace(REPLACE_PROMPT, "")
         tokens = 128 if protocol == "llava" else 16
-        return Request(doc_id=doc.doc_id, prompt=question + SUFFIX, images=doc.images, group_key=doc.group_key,
+        return Request(doc_id=doc.doc_id, prompt=question + SHORT_ANSWER, images=doc.images, group_key=doc.group_key,
                        generation=GenerationConfig(max_new_tokens=tokens))
 
     def score(self, doc: Doc, prediction: Prediction, protocol: str) -> dict[str, Any]:
@@ -202,7 +211,9 @@ class MME(Task):
         results: dict[str, list[str]] = {}
         for (cat, name), items in by_image.items():
             folder = root / cat
-            img_dir, qa_dir = (folder / "images", folder / "questions_answers_YN") if cat in split_dirs else (folder, folder)
+            img_dir, qa_dir = (folder, folder)
+            if cat in split_dirs:
+                img_dir, qa_dir = folder / "images", folder / "questions_answers_YN"
             img_dir.mkdir(parents=True, exist_ok=True)
             qa_dir.mkdir(parents=True, exist_ok=True)
             items[0]["image"].save(img_dir / name)

@@ -29,16 +29,17 @@ Headline: total.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from mmeval.data.sources import image_ref, read_hub, read_json, read_parquet_dir
+from mmeval.data.sources import has_parquet, image_ref, read_json, read_lmms_lab
 from mmeval.data.writers import write_json, write_parquet
 from mmeval.errors import DataError
-from mmeval.metrics.judge import (MMVET_CAPABILITIES, JudgedTask, JudgeError, grade_mmvet, mmvet_aggregate)
+from mmeval.metrics.judge import MMVET_CAPABILITIES, JudgedTask, JudgeError, grade_mmvet, mmvet_aggregate
 from mmeval.task import Task
-from mmeval.types import Doc, GenerationConfig, Prediction, Request, SampleRecord
+from mmeval.types import Doc, GenerationConfig, Prediction, Request
+from tasks._common.outputs import record_field, record_scores, write_result_file
 
 COLUMNS = ("question_id", "image", "question", "answer", "capability")
 LMMS_EVAL_PRE_PROMPT = ("First please perform reasoning, and think step by step to provide best answer to the "
@@ -73,16 +74,11 @@ class MMVet(JudgedTask, Task):
             for root in (data, data / "mm-vet"):
                 if (root / "mm-vet.json").is_file():
                     return self._load_official(root)
-            if not any(data.rglob("*.parquet")):
+            if not has_parquet(data):
                 raise DataError(f"{data}: no MM-Vet data (expected lmms-lab parquet files, or mm-vet.json + images/)")
-            rows = read_parquet_dir(data, COLUMNS, self.split)
-        else:
-            rows = read_hub(self.hub_id, self.split, COLUMNS, self.name)
-        docs = []
-        for row in rows:
-            qid = str(row["question_id"])
-            docs.append(self._doc(qid, row, image_ref(row["image"], f"mmvet {qid}")))
-        return docs
+        rows = read_lmms_lab(self.hub_id, self.name, data, COLUMNS, self.split)
+        return [self._doc(str(row["question_id"]), row, image_ref(row["image"], f"mmvet {row['question_id']}"))
+                for row in rows]
 
     def _load_official(self, root: Path) -> list[Doc]:
         meta = read_json(root / "mm-vet.json", "MM-Vet questions")
@@ -142,17 +138,12 @@ class MMVet(JudgedTask, Task):
         return ("total",)
 
     def finalize(self, records: Sequence[Any], out_dir: Path, protocol: str) -> dict[str, Any]:
-        def get(r: Any, key: str) -> Any:
-            return getattr(r, key) if isinstance(r, SampleRecord) else r.get(key)
-
-        answers = {str(get(r, "doc_id")): get(r, "prediction") or "" for r in records}
+        answers = {str(record_field(r, "doc_id")): record_field(r, "prediction") or "" for r in records}
         notes: dict[str, Any] = {}
         if out_dir is not None:
-            out = Path(out_dir) / "mmvet_results.json"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(answers, indent=1))
+            out = write_result_file(Path(out_dir) / "mmvet_results.json", answers, indent=1)
             notes["mmvet_results_file"] = str(out)
-        pending = sum(1 for r in records if (get(r, "scores") or {}).get("pending"))
+        pending = sum(1 for r in records if record_scores(r).get("pending"))
         if pending:
             notes["note"] = (f"MM-Vet grading pending for {pending} of {len(records)} samples: no judge endpoint "
                              "answered; run `mmeval score` with --task-args judge_url=...,judge_model=... "

@@ -20,14 +20,17 @@ for Java/SPICE and the confidence intervals.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from mmeval.data.sources import image_ref, read_hub, read_json, read_parquet_dir
+from mmeval.data.sources import find_path, image_ref, read_json
 from mmeval.data.writers import write_json, write_parquet
 from mmeval.errors import DataError
-from tasks.coco_caption import CaptionTask, ImageFinder, find_file, has_parquet, string_list
 from mmeval.types import Doc, ImageRef
+from tasks._common.captioning import CaptionTask, ImageFinder
+from tasks._common.cells import string_list
+from tasks._common.outputs import record_scores
 
 DOMAINS = ("in-domain", "near-domain", "out-domain")
 OFFICIAL_FILE = "nocaps_val_4500_captions.json"
@@ -40,23 +43,26 @@ class NoCaps(CaptionTask):
     split = "validation"
     PARQUET_COLUMNS = ("image_id", "image", "annotations_captions")
 
-    def load_docs(self, data: Path | None) -> list[Doc]:
-        official = find_file(data, [OFFICIAL_FILE]) if data is not None else None
-        if data is None or has_parquet(data):
-            rows = read_hub(self.hub_id, self.split, self.PARQUET_COLUMNS, self.name) if data is None else \
-                read_parquet_dir(data, self.PARQUET_COLUMNS, self.split)
-            domains: dict[int, str] = {}
-            if official is not None:
-                domains = {int(i["id"]): str(i.get("domain", "")) for i in read_json(official, "nocaps val annotations")["images"]}
-            docs = []
-            for row in rows:
-                image_id = int(row["image_id"])
-                domain = str(row.get("domain") or domains.get(image_id, "") or "")
-                docs.append(self._doc(image_id, string_list(row["annotations_captions"]), domain,
-                                      image_ref(row["image"], f"nocaps {image_id} ({row.get('image_file_name', '')})", data)))
-            return docs
-        if official is None:
-            raise DataError(f"nocaps: {data} has neither parquet files ({self.hub_id} layout) nor {OFFICIAL_FILE}")
+    def official_layouts(self):
+        return [(OFFICIAL_FILE, self._docs_from_official)]
+
+    def docs_from_rows(self, rows, data: Path | None) -> list[Doc]:
+        """lmms-lab rows; the domains from a `domain` column or the official file, when present."""
+        official = find_path(data, [OFFICIAL_FILE]) if data is not None else None
+        domains: dict[int, str] = {}
+        if official is not None:
+            images = read_json(official, "nocaps val annotations")["images"]
+            domains = {int(i["id"]): str(i.get("domain", "")) for i in images}
+        docs = []
+        for row in rows:
+            image_id = int(row["image_id"])
+            domain = str(row.get("domain") or domains.get(image_id, "") or "")
+            source = f"nocaps {image_id} ({row.get('image_file_name', '')})"
+            docs.append(self._doc(image_id, string_list(row["annotations_captions"]), domain,
+                                  image_ref(row["image"], source, data)))
+        return docs
+
+    def _docs_from_official(self, official: Path, data: Path) -> list[Doc]:
         ann = read_json(official, "nocaps val annotations")
         refs: dict[int, list[str]] = {}
         for a in ann.get("annotations", []):
@@ -93,8 +99,7 @@ class NoCaps(CaptionTask):
 
     def finalize(self, records: Sequence[Any], out_dir: Path, protocol: str) -> dict[str, Any]:
         notes = super().finalize(records, out_dir, protocol)
-        scores = [r.get("scores") if isinstance(r, dict) else getattr(r, "scores", None) for r in records]
-        if any(s and "image_id" in s and not s.get("domain") for s in scores):
+        if any("image_id" in s and not s.get("domain") for s in map(record_scores, records)):
             notes["domains"] = (f"some images have no domain (the lmms-lab parquet has none; put {OFFICIAL_FILE} "
                                 "in the data folder): per-domain metrics cover only images with one")
         return notes

@@ -18,22 +18,24 @@ Protocols:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from mmeval.data.sources import image_ref, read_hub, read_parquet_dir
+from mmeval.data.sources import image_ref, read_lmms_lab
 from mmeval.data.writers import write_parquet
 from mmeval.errors import DataError
-from mmeval.metrics.yesno import (average_precision, binary_metrics, lmms_eval_pope_metrics,
-                                  parse_yes_no_llava, roc_auc)
+from mmeval.metrics.yesno import binary_metrics, lmms_eval_pope_metrics, parse_yes_no_llava
 from mmeval.task import Task
 from mmeval.types import Doc, GenerationConfig, Prediction, Request
+from tasks._common.candidates import candidate_choice, candidate_generation, probability_aucs
+from tasks._common.prompts import SHORT_ANSWER
 
 COLUMNS = ("question_id", "question", "answer", "image_source", "image", "category")
 CATEGORIES = ("adversarial", "popular", "random")
-SHORT_ANSWER = "\nAnswer the question using a single word or phrase."
+CANDIDATES = ("Yes", "No")
 
 
 class Pope(Task):
@@ -45,13 +47,13 @@ class Pope(Task):
     split = "test"
 
     def load_docs(self, data: Path | None) -> list[Doc]:
-        rows = read_parquet_dir(data, COLUMNS, self.split) if data is not None else \
-            read_hub(self.hub_id, self.split, COLUMNS, self.name)
+        rows = read_lmms_lab(self.hub_id, self.name, data, COLUMNS, self.split)
         docs = []
         for i, row in enumerate(rows):
             answer = str(row["answer"]).strip().lower()
             if answer not in ("yes", "no"):
-                raise DataError(f"pope row {i} (question_id {row['question_id']}): answer '{row['answer']}' is not yes/no")
+                raise DataError(f"pope row {i} (question_id {row['question_id']}): answer '{row['answer']}' "
+                                "is not yes/no")
             category = str(row["category"]).strip().lower()
             # question_id repeats across categories in lmms-lab's copy; the pair is unique.
             doc_id = f"{category}/{row['question_id']}"
@@ -73,7 +75,7 @@ class Pope(Task):
         self.check_protocol(protocol)
         prompt = doc.fields["question"].strip() + SHORT_ANSWER
         if protocol == "prismatic":
-            generation = GenerationConfig(max_new_tokens=0, candidates=("Yes", "No"))
+            generation = candidate_generation(CANDIDATES)
         else:
             generation = GenerationConfig(max_new_tokens=128)
         return Request(doc_id=doc.doc_id, prompt=prompt, images=doc.images, group_key=doc.group_key,
@@ -83,14 +85,8 @@ class Pope(Task):
         label = doc.target
         out: dict[str, Any] = {"category": doc.fields["category"], "label": label}
         if protocol == "prismatic":
-            probs = prediction.candidate_probs
-            if not probs or "Yes" not in probs or "No" not in probs:
-                raise DataError(f"pope {doc.doc_id}: the prismatic protocol needs next-token probabilities "
-                                "of 'Yes' and 'No' (this prediction has none; rerun with --protocol prismatic)")
-            yes, no = float(probs["Yes"]), float(probs["No"])
-            total = yes + no
-            out["p_yes"] = yes / total if total > 0 else 0.5
-            out["pred"] = "yes" if yes >= no else "no"
+            out["p_yes"], yes = candidate_choice(prediction, CANDIDATES, f"pope {doc.doc_id}")
+            out["pred"] = "yes" if yes else "no"
         elif protocol == "llava":
             out["pred"] = parse_yes_no_llava(prediction.text)
         else:
@@ -111,9 +107,7 @@ class Pope(Task):
                 continue
             m = binary_metrics([s["pred"] for s in part], [s["label"] for s in part])
             if protocol == "prismatic":
-                labels = [int(s["label"] == "yes") for s in part]
-                m["aucroc"] = roc_auc(labels, [s["p_yes"] for s in part])
-                m["aucpr"] = average_precision(labels, [s["p_yes"] for s in part])
+                m.update(probability_aucs([int(s["label"] == "yes") for s in part], [s["p_yes"] for s in part]))
             per_category[cat] = [m]
             for k, v in m.items():
                 metrics[f"{cat}/{k}"] = 100.0 * v
@@ -122,9 +116,8 @@ class Pope(Task):
         for k in per_category[next(iter(per_category))][0]:
             metrics[k] = float(np.mean([100.0 * ms[0][k] for ms in per_category.values()]))
         if protocol == "prismatic":
-            labels = [int(s["label"] == "yes") for s in scores]
-            metrics["aucroc"] = 100.0 * roc_auc(labels, [s["p_yes"] for s in scores])
-            metrics["aucpr"] = 100.0 * average_precision(labels, [s["p_yes"] for s in scores])
+            aucs = probability_aucs([int(s["label"] == "yes") for s in scores], [s["p_yes"] for s in scores])
+            metrics.update({k: 100.0 * v for k, v in aucs.items()})
         return metrics
 
     def headline(self, protocol: str) -> str:

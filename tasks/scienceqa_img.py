@@ -23,18 +23,20 @@ Protocols:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from mmeval.data.sources import image_ref, read_hub, read_json, read_parquet_dir
+from mmeval.data.sources import has_parquet, image_ref, read_json, read_lmms_lab
 from mmeval.data.writers import write_json, write_parquet
 from mmeval.errors import DataError
 from mmeval.metrics.choices import LETTERS, lettered_options, parse_sqa_llava, sqa_lmms_eval_correct
 from mmeval.task import Task
 from mmeval.types import Doc, GenerationConfig, Prediction, Request
+from tasks._common.prompts import OPTION_LETTER
+from tasks._common.scoring import AccuracyHeadline
 
 COLUMNS = ("image", "question", "choices", "answer", "hint", "subject", "grade")
-SUFFIX = "\nAnswer with the option's letter from the given choices directly."
 SUBJECTS = {"natural science": "nat", "social science": "soc", "language science": "lan"}
 CONFIG = "ScienceQA-IMG"
 
@@ -47,7 +49,7 @@ def _has_image(cell: Any) -> bool:
     return True
 
 
-class ScienceQAImg(Task):
+class ScienceQAImg(AccuracyHeadline, Task):
     name = "scienceqa_img"
     description = "ScienceQA-IMG (test, image questions), multiple choice"
     protocols = ("llava", "lmms-eval")
@@ -59,14 +61,10 @@ class ScienceQAImg(Task):
     def load_docs(self, data: Path | None) -> list[Doc]:
         if data is not None and self._official_root(data) is not None:
             return self._load_official(self._official_root(data))
-        if data is None:
-            rows = read_hub(self.hub_id, self.split, COLUMNS, self.name, config=CONFIG)
-        else:
-            if not any(data.rglob("*.parquet")):
-                raise DataError(f"{data}: no ScienceQA data (expected lmms-lab parquet files, e.g. "
-                                f"{CONFIG}/test-00000-of-00001.parquet, or problems.json + pid_splits.json + images/)")
-            sub = data / CONFIG
-            rows = read_parquet_dir(sub if sub.is_dir() else data, COLUMNS, self.split)
+        if data is not None and not has_parquet(data):
+            raise DataError(f"{data}: no ScienceQA data (expected lmms-lab parquet files, e.g. "
+                            f"{CONFIG}/test-00000-of-00001.parquet, or problems.json + pid_splits.json + images/)")
+        rows = read_lmms_lab(self.hub_id, self.name, data, COLUMNS, self.split, config=CONFIG)
         docs = []
         for i, row in enumerate(rows):
             if not _has_image(row["image"]):
@@ -129,7 +127,7 @@ class ScienceQAImg(Task):
         self.check_protocol(protocol)
         f = doc.fields
         context = f"Context: {f['hint']}\n" if f["hint"] else ""
-        prompt = f"{context}{f['question']}\n{lettered_options(f['choices'])}{SUFFIX}"
+        prompt = f"{context}{f['question']}\n{lettered_options(f['choices'])}{OPTION_LETTER}"
         tokens = 1024 if protocol == "llava" else 16
         return Request(doc_id=doc.doc_id, prompt=prompt, images=doc.images, group_key=doc.group_key,
                        generation=GenerationConfig(max_new_tokens=tokens))
@@ -168,12 +166,6 @@ class ScienceQAImg(Task):
             if groups.get(key):
                 metrics[key] = acc(groups[key])
         return metrics
-
-    def headline(self, protocol: str) -> str:
-        return "accuracy"
-
-    def ci_metrics(self, protocol: str) -> tuple[str, ...]:
-        return ("accuracy",)
 
     # ---------------------------------------------------------------- fixtures
     @staticmethod

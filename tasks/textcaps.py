@@ -18,14 +18,16 @@ confidence intervals.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from mmeval.data.sources import image_ref, read_hub, read_json, read_parquet_dir
+from mmeval.data.sources import image_ref, read_json
 from mmeval.data.writers import write_json, write_parquet
 from mmeval.errors import DataError
-from tasks.coco_caption import CaptionTask, ImageFinder, find_file, has_parquet, string_list
 from mmeval.types import Doc, ImageRef
+from tasks._common.captioning import CaptionTask, ImageFinder
+from tasks._common.cells import string_list
 
 OFFICIAL_FILE = "TextCaps_0.1_val.json"
 
@@ -37,32 +39,33 @@ class TextCaps(CaptionTask):
     split = "val"
     PARQUET_COLUMNS = ("image_id", "image", "caption_str")
 
-    def load_docs(self, data: Path | None) -> list[Doc]:
-        if data is None or has_parquet(data):
-            rows = read_hub(self.hub_id, self.split, self.PARQUET_COLUMNS, self.name) if data is None else \
-                read_parquet_dir(data, self.PARQUET_COLUMNS, self.split)
-            order: list[str] = []
-            refs: dict[str, list[str]] = {}
-            images: dict[str, ImageRef] = {}
-            for row in rows:
-                image_id = str(row["image_id"])
-                if image_id not in refs:
-                    order.append(image_id)
-                    refs[image_id] = []
-                    images[image_id] = image_ref(row["image"], f"textcaps {image_id}", data)
-                caps = row["caption_str"]
-                if isinstance(caps, str):  # one row per caption: collect, or take the row's references
-                    ref_strs = string_list(row.get("reference_strs"))
-                    if ref_strs:
-                        refs[image_id] = ref_strs
-                    else:
-                        refs[image_id].append(caps)
+    def official_layouts(self):
+        return [(OFFICIAL_FILE, self._docs_from_official)]
+
+    def docs_from_rows(self, rows, data: Path | None) -> list[Doc]:
+        """lmms-lab rows: one per image (caption_str a list), or one per caption, grouped by image_id."""
+        order: list[str] = []
+        refs: dict[str, list[str]] = {}
+        images: dict[str, ImageRef] = {}
+        for row in rows:
+            image_id = str(row["image_id"])
+            if image_id not in refs:
+                order.append(image_id)
+                refs[image_id] = []
+                images[image_id] = image_ref(row["image"], f"textcaps {image_id}", data)
+            caps = row["caption_str"]
+            if isinstance(caps, str):  # one row per caption: collect, or take the row's references
+                ref_strs = string_list(row.get("reference_strs"))
+                if ref_strs:
+                    refs[image_id] = ref_strs
                 else:
-                    refs[image_id].extend(string_list(caps))
-            return [self._doc(i, refs[i], images[i]) for i in order]
-        official = find_file(data, [OFFICIAL_FILE])
-        if official is None:
-            raise DataError(f"textcaps: {data} has neither parquet files ({self.hub_id} layout) nor {OFFICIAL_FILE}")
+                    refs[image_id].append(caps)
+            else:
+                refs[image_id].extend(string_list(caps))
+        return [self._doc(i, refs[i], images[i]) for i in order]
+
+    def _docs_from_official(self, official: Path, data: Path) -> list[Doc]:
+        """TextCaps_0.1_val.json: one entry per caption; references from reference_strs, else collected."""
         finder = ImageFinder(self.name, [self.images_dir, data, data / "train_images", data / "images"],
                              "TextVQA/TextCaps train_images files")
         order, refs, collected, paths = [], {}, {}, {}
@@ -99,7 +102,7 @@ class TextCaps(CaptionTask):
                 p = Path(directory) / "train_images" / f"{img['image_id']}.jpg"
                 p.parent.mkdir(parents=True, exist_ok=True)
                 img["pil"].save(p)
-            for k, c in enumerate(img["captions"]):
+            for c in img["captions"]:
                 data.append({"image_id": img["image_id"], "image_path": f"train/{img['image_id']}.jpg",
                              "image_name": img["image_id"], "set_name": "val", "caption_id": len(data),
                              "caption_str": c, "caption_tokens": c.lower().split(),

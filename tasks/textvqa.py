@@ -36,16 +36,19 @@ Headline: `accuracy` (percent).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from mmeval.data.sources import image_ref, read_hub, read_json, read_jsonl, read_parquet_dir
+from mmeval.data.sources import find_path, has_parquet, image_ref, read_json, read_jsonl, read_lmms_lab
 from mmeval.errors import DataError
 from mmeval.metrics.vqa import evalai_answer, m4c_accuracy
-from mmeval.task import Task
+from mmeval.task import Task, take_options
 from mmeval.types import Doc, GenerationConfig, ImageRef, Prediction, Request
-from tasks.vqav2 import (SHORT_ANSWER, answer_texts, find_path, has_parquet, record_scores, scored_accuracy,
-                         take_options, write_submission)
+from tasks._common.cells import answer_texts
+from tasks._common.outputs import record_scores, write_result_file
+from tasks._common.prompts import ASSISTANT_STOP, SHORT_ANSWER
+from tasks._common.scoring import AccuracyHeadline, accuracy_metrics
 
 OCR_MARK = "\nReference OCR token:"
 HUB_SPLIT = {"val": "validation", "test": "test"}
@@ -57,7 +60,7 @@ def ocr_line(tokens: Sequence[str]) -> str:
     return f"{OCR_MARK} {', '.join(str(t) for t in tokens)}"
 
 
-class TextVQA(Task):
+class TextVQA(AccuracyHeadline, Task):
     name = "textvqa"
     description = "TextVQA (m4c VQA accuracy), with or without LLaVA's OCR-token prompt"
     protocols = ("llava", "prismatic", "lmms-eval")
@@ -78,15 +81,18 @@ class TextVQA(Task):
     # -- data
     def load_docs(self, data: Path | None) -> list[Doc]:
         required = PARQUET_COLUMNS + (("answers",) if self.split == "val" else ())
-        if data is None:
-            return self._docs_from_rows(read_hub(self.hub_id, HUB_SPLIT[self.split], required, self.name), None, {})
-        llava_prompts = {}
-        llava_file = find_path(data, [LLAVA_QUESTION_FILE]) if self.split == "val" else None
-        if llava_file is not None:
-            llava_prompts = {int(r["question_id"]): str(r["text"]) for r in read_jsonl(llava_file, "LLaVA TextVQA questions")}
-        if has_parquet(data):
-            return self._docs_from_rows(read_parquet_dir(data, required, HUB_SPLIT[self.split]), data, llava_prompts)
+        llava_prompts = self._llava_prompts(data)
+        if data is None or has_parquet(data):
+            rows = read_lmms_lab(self.hub_id, self.name, data, required, HUB_SPLIT[self.split])
+            return self._docs_from_rows(rows, data, llava_prompts)
         return self._docs_from_official(data, llava_prompts)
+
+    def _llava_prompts(self, data: Path | None) -> dict[int, str]:
+        """LLaVA's val question texts by question_id, when its question file is in the data folder."""
+        llava_file = find_path(data, [LLAVA_QUESTION_FILE]) if data is not None and self.split == "val" else None
+        if llava_file is None:
+            return {}
+        return {int(r["question_id"]): str(r["text"]) for r in read_jsonl(llava_file, "LLaVA TextVQA questions")}
 
     def _docs_from_rows(self, rows, root: Path | None, llava_prompts: dict[int, str]) -> list[Doc]:
         docs = []
@@ -161,7 +167,7 @@ class TextVQA(Task):
     def request(self, doc: Doc, protocol: str) -> Request:
         self.check_protocol(protocol)
         if protocol == "lmms-eval":
-            gen = GenerationConfig(max_new_tokens=1024, stop=("ASSISTANT:",))
+            gen = GenerationConfig(max_new_tokens=1024, stop=ASSISTANT_STOP)
         else:
             gen = GenerationConfig(max_new_tokens=128)
         return Request(doc_id=doc.doc_id, prompt=self.prompt(doc, protocol), images=doc.images,
@@ -177,14 +183,7 @@ class TextVQA(Task):
         return out
 
     def aggregate(self, scores: Sequence[dict[str, Any]], protocol: str) -> dict[str, float]:
-        acc = scored_accuracy(scores)
-        return {} if acc is None else {"accuracy": acc}
-
-    def headline(self, protocol: str) -> str:
-        return "accuracy"
-
-    def ci_metrics(self, protocol: str) -> tuple[str, ...]:
-        return ("accuracy",)
+        return accuracy_metrics(scores)
 
     def finalize(self, records: Sequence[Any], out_dir: Path, protocol: str) -> dict[str, Any]:
         notes: dict[str, Any] = {"ocr_tokens_in_prompt": self.use_ocr(protocol)}
@@ -192,7 +191,7 @@ class TextVQA(Task):
             return notes
         entries = [{"question_id": int(s["question_id"]), "answer": s.get("answer", "")}
                    for s in map(record_scores, records) if "question_id" in s]
-        path = write_submission(Path(out_dir) / "textvqa_test_submission.json", entries)
+        path = write_result_file(Path(out_dir) / "textvqa_test_submission.json", entries)
         notes.update(submission=str(path),
                      note=f"TextVQA test has no public answers: no local score. Upload {path.name} to the TextVQA "
                           "challenge on EvalAI.")

@@ -28,24 +28,26 @@ Headline: `accuracy` (percent).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from mmeval.data.sources import image_ref, read_hub, read_json, read_parquet_dir
+from mmeval.data.sources import find_path, has_parquet, image_ref, read_json, read_lmms_lab
 from mmeval.errors import DataError
 from mmeval.metrics.vqa import evalai_answer, m4c_accuracy, normalize_answer, vizwiz_accuracy
 from mmeval.metrics.yesno import average_precision
-from mmeval.task import Task
+from mmeval.task import Task, take_options
 from mmeval.types import Doc, GenerationConfig, ImageRef, Prediction, Request
-from tasks.vqav2 import (answer_texts, find_path, has_parquet, record_scores, scored_accuracy, take_options,
-                         write_submission)
+from tasks._common.cells import answer_texts
+from tasks._common.outputs import record_scores, write_result_file
+from tasks._common.prompts import ASSISTANT_STOP, SHORT_ANSWER
+from tasks._common.scoring import AccuracyHeadline, accuracy_metrics
 
-UNCERTAIN_SUFFIX = ("\nWhen the provided information is insufficient, respond with 'Unanswerable'."
-                    "\nAnswer the question using a single word or phrase.")
+UNCERTAIN_SUFFIX = "\nWhen the provided information is insufficient, respond with 'Unanswerable'." + SHORT_ANSWER
 PARQUET_COLUMNS = ("question_id", "question", "image")
 
 
-class VizWiz(Task):
+class VizWiz(AccuracyHeadline, Task):
     name = "vizwiz"
     description = "VizWiz-VQA (VQA accuracy, unanswerable questions); test writes the EvalAI submission file"
     protocols = ("llava", "prismatic", "lmms-eval")
@@ -59,10 +61,8 @@ class VizWiz(Task):
     # -- data
     def load_docs(self, data: Path | None) -> list[Doc]:
         required = PARQUET_COLUMNS + (("answers",) if self.split == "val" else ())
-        if data is None:
-            return self._docs_from_rows(read_hub(self.hub_id, self.split, required, self.name), None)
-        if has_parquet(data):
-            return self._docs_from_rows(read_parquet_dir(data, required, self.split), data)
+        if data is None or has_parquet(data):
+            return self._docs_from_rows(read_lmms_lab(self.hub_id, self.name, data, required, self.split), data)
         return self._docs_from_official(data)
 
     def _docs_from_rows(self, rows, root: Path | None) -> list[Doc]:
@@ -110,7 +110,8 @@ class VizWiz(Task):
         q = doc.fields["question"].strip()
         if protocol == "lmms-eval":
             return Request(doc_id=doc.doc_id, prompt=q.capitalize() + UNCERTAIN_SUFFIX, images=doc.images,
-                           group_key=doc.group_key, generation=GenerationConfig(max_new_tokens=1024, stop=("ASSISTANT:",)))
+                           group_key=doc.group_key,
+                           generation=GenerationConfig(max_new_tokens=1024, stop=ASSISTANT_STOP))
         return Request(doc_id=doc.doc_id, prompt=q + UNCERTAIN_SUFFIX, images=doc.images, group_key=doc.group_key,
                        generation=GenerationConfig(max_new_tokens=128))
 
@@ -131,11 +132,8 @@ class VizWiz(Task):
         return out
 
     def aggregate(self, scores: Sequence[dict[str, Any]], protocol: str) -> dict[str, float]:
-        acc = scored_accuracy(scores)
-        if acc is None:
-            return {}
-        metrics = {"accuracy": acc}
-        if protocol == "lmms-eval":
+        metrics = accuracy_metrics(scores)
+        if not metrics or protocol == "lmms-eval":
             return metrics
         scored = [s for s in scores if s.get("scored", True)]
         for label, key in ((1, "accuracy_answerable"), (0, "accuracy_unanswerable")):
@@ -146,24 +144,18 @@ class VizWiz(Task):
         pred_un = [1 - int(s["pred_answerable"]) for s in scored]
         if any(gt_un):
             metrics["unanswerable_ap"] = 100.0 * average_precision(gt_un, pred_un)
-            tp = sum(1 for g, p in zip(gt_un, pred_un) if g and p)
-            fp = sum(1 for g, p in zip(gt_un, pred_un) if not g and p)
-            fn = sum(1 for g, p in zip(gt_un, pred_un) if g and not p)
+            tp = sum(1 for g, p in zip(gt_un, pred_un, strict=True) if g and p)
+            fp = sum(1 for g, p in zip(gt_un, pred_un, strict=True) if not g and p)
+            fn = sum(1 for g, p in zip(gt_un, pred_un, strict=True) if g and not p)
             metrics["unanswerable_f1"] = 100.0 * (2 * tp / (2 * tp + fp + fn)) if tp else 0.0
         return metrics
-
-    def headline(self, protocol: str) -> str:
-        return "accuracy"
-
-    def ci_metrics(self, protocol: str) -> tuple[str, ...]:
-        return ("accuracy",)
 
     def finalize(self, records: Sequence[Any], out_dir: Path, protocol: str) -> dict[str, Any]:
         if self.split != "test":
             return {}
         entries = [{"image": s["image"], "answer": s.get("answer", "")}
                    for s in map(record_scores, records) if "image" in s]
-        path = write_submission(Path(out_dir) / "vizwiz_test_submission.json", entries)
+        path = write_result_file(Path(out_dir) / "vizwiz_test_submission.json", entries)
         return {"submission": str(path),
                 "note": f"VizWiz test has no public answers: no local score. Upload {path.name} to the VizWiz "
                         "VQA challenge on EvalAI."}

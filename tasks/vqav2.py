@@ -31,79 +31,25 @@ Headline: `accuracy` (percent), with per-answer-type accuracies alongside.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
-from mmeval.data.sources import image_ref, read_hub, read_json, read_parquet_dir
+from mmeval.data.sources import find_path, has_parquet, image_ref, read_json, read_lmms_lab
 from mmeval.errors import DataError
-from mmeval.metrics.vqa import (evalai_answer, lmms_eval_vqav2_accuracy, lmms_eval_vqav2_answer,
-                                prismatic_vqav2_accuracy, vqa_accuracy)
+from mmeval.metrics.vqa import (
+    evalai_answer,
+    lmms_eval_vqav2_accuracy,
+    lmms_eval_vqav2_answer,
+    prismatic_vqav2_accuracy,
+    vqa_accuracy,
+)
 from mmeval.task import Task, take_options
-from mmeval.types import Doc, GenerationConfig, ImageRef, Prediction, Request
-
-SHORT_ANSWER = "\nAnswer the question using a single word or phrase."
-LMMS_EVAL_STOP = ("\n\n",)  # lmms-eval's default `until` (the fewshot delimiter) when a task sets none
-
-
-# --- helpers shared by the VQA-style tasks (textvqa, vizwiz and gqa import these) -------------
-
-def find_path(root: Path, names: Iterable[str], want_dir: bool = False) -> Path | None:
-    """The first of `names` found in `root` or one folder below it."""
-    names = list(names)
-    for name in names:
-        p = root / name
-        if (p.is_dir() if want_dir else p.is_file()):
-            return p
-    for sub in sorted(q for q in root.iterdir() if q.is_dir()):
-        for name in names:
-            p = sub / name
-            if (p.is_dir() if want_dir else p.is_file()):
-                return p
-    return None
-
-
-def has_parquet(root: Path) -> bool:
-    return any(root.rglob("*.parquet"))
-
-
-def record_scores(record: Any) -> dict[str, Any]:
-    """The per-sample score dict of a SampleRecord (or of its JSON form)."""
-    if isinstance(record, dict):
-        return record.get("scores") or {}
-    return getattr(record, "scores", None) or {}
-
-
-def answer_texts(cell: Any) -> list[str] | None:
-    """Ground-truth answers as strings, from a list of strings or of {'answer': ...} dicts."""
-    if cell is None:
-        return None
-    out = []
-    for a in cell:
-        out.append(str(a["answer"]) if isinstance(a, dict) else str(a))
-    return out
-
-
-def write_submission(path: Path, entries: list[dict[str, Any]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(entries))
-    return path
-
-
-def scored_accuracy(scores: Sequence[dict[str, Any]], key: str = "correct") -> float | None:
-    part = [float(s[key]) for s in scores if s.get("scored", True)]
-    return 100.0 * sum(part) / len(part) if part else None
-
-
-def per_group_accuracy(scores: Sequence[dict[str, Any]], field: str, prefix: str = "accuracy_") -> dict[str, float]:
-    groups: dict[str, list[float]] = {}
-    for s in scores:
-        if s.get("scored", True) and s.get(field):
-            groups.setdefault(str(s[field]), []).append(float(s["correct"]))
-    return {prefix + k.replace("/", "_").replace(" ", "_"): 100.0 * sum(v) / len(v) for k, v in sorted(groups.items())}
-
-
-# --- the task -------------------------------------------------------------------------------
+from mmeval.types import Doc, ImageRef, Prediction, Request
+from tasks._common.cells import answer_texts
+from tasks._common.outputs import record_scores, write_result_file
+from tasks._common.prompts import short_answer_request
+from tasks._common.scoring import AccuracyHeadline, accuracy_metrics, per_group_accuracy
 
 OFFICIAL = {
     "val": {"questions": "v2_OpenEnded_mscoco_val2014_questions.json",
@@ -117,7 +63,12 @@ HUB_SPLIT = {"val": "validation", "testdev": "testdev"}
 PARQUET_COLUMNS = ("question_id", "question", "image_id", "image")
 
 
-class VQAv2(Task):
+def _question_ids(path: Path) -> list[int]:
+    """The question ids of the full test2015 question file (EvalAI wants an answer for each)."""
+    return [int(q["question_id"]) for q in read_json(path, "VQAv2 test2015 questions")["questions"]]
+
+
+class VQAv2(AccuracyHeadline, Task):
     name = "vqav2"
     description = "VQAv2 open-ended VQA (official VQA accuracy); test-dev writes the EvalAI submission file"
     protocols = ("llava", "prismatic", "lmms-eval")
@@ -135,14 +86,11 @@ class VQAv2(Task):
     # -- data
     def load_docs(self, data: Path | None) -> list[Doc]:
         if self.test_questions is not None:
-            self._all_test_ids = [int(q["question_id"]) for q in
-                                  read_json(self.test_questions, "VQAv2 test2015 questions")["questions"]]
-        if data is None:
+            self._all_test_ids = _question_ids(self.test_questions)
+        if data is None or has_parquet(data):
             required = PARQUET_COLUMNS + (("answers",) if self.split == "val" else ())
-            return self._docs_from_rows(read_hub(self.hub_id, HUB_SPLIT[self.split], required, self.name), None)
-        if has_parquet(data):
-            required = PARQUET_COLUMNS + (("answers",) if self.split == "val" else ())
-            return self._docs_from_rows(read_parquet_dir(data, required, HUB_SPLIT[self.split]), data)
+            rows = read_lmms_lab(self.hub_id, self.name, data, required, HUB_SPLIT[self.split])
+            return self._docs_from_rows(rows, data)
         return self._docs_from_official(data)
 
     def _docs_from_rows(self, rows, root: Path | None) -> list[Doc]:
@@ -174,7 +122,7 @@ class VQAv2(Task):
         if self.split == "testdev" and self._all_test_ids is None:
             full = find_path(data, [TEST2015_QUESTIONS])
             if full is not None:
-                self._all_test_ids = [int(q["question_id"]) for q in read_json(full, "VQAv2 test2015 questions")["questions"]]
+                self._all_test_ids = _question_ids(full)
         docs = []
         for q in questions:
             qid = int(q["question_id"])
@@ -198,12 +146,7 @@ class VQAv2(Task):
     # -- protocol
     def request(self, doc: Doc, protocol: str) -> Request:
         self.check_protocol(protocol)
-        prompt = doc.fields["question"].strip() + SHORT_ANSWER
-        if protocol == "lmms-eval":
-            gen = GenerationConfig(max_new_tokens=16, stop=LMMS_EVAL_STOP)
-        else:
-            gen = GenerationConfig(max_new_tokens=128)
-        return Request(doc_id=doc.doc_id, prompt=prompt, images=doc.images, group_key=doc.group_key, generation=gen)
+        return short_answer_request(doc, protocol)
 
     def score(self, doc: Doc, prediction: Prediction, protocol: str) -> dict[str, Any]:
         text = prediction.text
@@ -229,19 +172,10 @@ class VQAv2(Task):
         return out
 
     def aggregate(self, scores: Sequence[dict[str, Any]], protocol: str) -> dict[str, float]:
-        acc = scored_accuracy(scores)
-        if acc is None:
-            return {}
-        metrics = {"accuracy": acc}
-        if protocol != "lmms-eval":
+        metrics = accuracy_metrics(scores)
+        if metrics and protocol != "lmms-eval":
             metrics.update(per_group_accuracy(scores, "answer_type"))
         return metrics
-
-    def headline(self, protocol: str) -> str:
-        return "accuracy"
-
-    def ci_metrics(self, protocol: str) -> tuple[str, ...]:
-        return ("accuracy",)
 
     def finalize(self, records: Sequence[Any], out_dir: Path, protocol: str) -> dict[str, Any]:
         if self.split != "testdev":
@@ -258,7 +192,7 @@ class VQAv2(Task):
             entries = [{"question_id": q, "answer": a} for q, a in answers.items()]
             filled = ("the test-dev questions only: EvalAI wants all test2015 questions; pass "
                       f"--task-args test_questions=PATH/{TEST2015_QUESTIONS} to fill the rest")
-        path = write_submission(Path(out_dir) / "vqav2_testdev_submission.json", entries)
+        path = write_result_file(Path(out_dir) / "vqav2_testdev_submission.json", entries)
         return {"submission": str(path),
                 "note": f"VQAv2 test-dev has no public answers: no local score. Upload {path.name} to the "
                         f"VQA challenge on EvalAI (test-dev phase). It covers {filled}."}

@@ -16,16 +16,16 @@ ROC-AUC and PR-AUC of P(True) normalised over the pair.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import urlparse
 
 from mmeval.data.sources import read_jsonl
 from mmeval.errors import DataError
-from mmeval.metrics.yesno import average_precision, roc_auc
-from mmeval.task import Task
-from mmeval.types import Doc, GenerationConfig, ImageRef, Prediction, Request
-from tasks.vqav2 import take_options
+from mmeval.task import Task, take_options
+from mmeval.types import Doc, ImageRef, Prediction, Request
+from tasks._common.candidates import candidate_choice, candidate_generation, probability_aucs
 
 JSONL_PLACES = ("test.jsonl", "zeroshot/test.jsonl", "splits/zeroshot/test.jsonl", "data/splits/zeroshot/test.jsonl")
 CANDIDATES = ("True", "False")
@@ -73,7 +73,8 @@ class VSR(Task):
                 group_key=str(row["image"])))
         if missing:
             raise DataError(f"vsr: {len(missing)} image(s) not found under {', '.join(str(f) for f in folders)} "
-                            f"(e.g. {missing[0]}); put VSR's images in {data / 'images'} or pass --task-args images=DIR")
+                            f"(e.g. {missing[0]}); put VSR's images in {data / 'images'} "
+                            "or pass --task-args images=DIR")
         return docs
 
     @staticmethod
@@ -93,28 +94,20 @@ class VSR(Task):
     def request(self, doc: Doc, protocol: str) -> Request:
         self.check_protocol(protocol)
         return Request(doc_id=doc.doc_id, prompt=true_false_prompt(doc.fields["caption"]), images=doc.images,
-                       group_key=doc.group_key, generation=GenerationConfig(max_new_tokens=0, candidates=CANDIDATES))
+                       group_key=doc.group_key, generation=candidate_generation(CANDIDATES))
 
     def score(self, doc: Doc, prediction: Prediction, protocol: str) -> dict[str, Any]:
-        probs = prediction.candidate_probs
-        if not probs or "True" not in probs or "False" not in probs:
-            raise DataError(f"vsr {doc.doc_id}: the prismatic protocol needs next-token probabilities of "
-                            "'True' and 'False' (this prediction has none)")
-        p_true, p_false = float(probs["True"]), float(probs["False"])
-        total = p_true + p_false
-        pred = p_true >= p_false
-        return {"label": bool(doc.target), "pred": pred, "p_true": p_true / total if total > 0 else 0.5,
+        p_true, pred = candidate_choice(prediction, CANDIDATES, f"vsr {doc.doc_id}")
+        return {"label": bool(doc.target), "pred": pred, "p_true": p_true,
                 "relation": doc.fields.get("relation", ""), "correct": float(pred == bool(doc.target))}
 
     def aggregate(self, scores: Sequence[dict[str, Any]], protocol: str) -> dict[str, float]:
         self.check_protocol(protocol)
         if not scores:
             return {}
-        labels = [int(bool(s["label"])) for s in scores]
-        p_true = [float(s["p_true"]) for s in scores]
+        aucs = probability_aucs([int(bool(s["label"])) for s in scores], [float(s["p_true"]) for s in scores])
         return {"accuracy": 100.0 * sum(float(s["correct"]) for s in scores) / len(scores),
-                "aucroc": 100.0 * roc_auc(labels, p_true),
-                "aucpr": 100.0 * average_precision(labels, p_true)}
+                **{k: 100.0 * v for k, v in aucs.items()}}
 
     def headline(self, protocol: str) -> str:
         return "accuracy"

@@ -10,8 +10,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from mmeval.errors import DataError
 from mmeval.types import ImageRef
@@ -26,6 +27,26 @@ def task_data_dir(task_name: str, data: str | Path | None) -> Path | None:
         raise DataError(f"--data {root}: no such directory")
     sub = root / task_name
     return sub if sub.is_dir() else root
+
+
+# Locating files in a data folder and choosing between the hub and a local copy is reading data,
+# the same for every benchmark and for any other reader of these layouts: it lives here rather than
+# in tasks/_common (which holds what the benchmark protocols share).
+def find_path(root: Path, names: Iterable[str], want_dir: bool = False) -> Path | None:
+    """The first of `names` found in `root`, else in a folder one level below it (sorted), e.g. an
+    official annotation file unpacked into its own subfolder."""
+    names = list(names)
+    for base in [root] + sorted(q for q in root.iterdir() if q.is_dir()):
+        for name in names:
+            p = base / name
+            if p.is_dir() if want_dir else p.is_file():
+                return p
+    return None
+
+
+def has_parquet(root: Path) -> bool:
+    """Whether a data folder holds the lmms-lab parquet layout (anywhere below it)."""
+    return any(root.rglob("*.parquet"))
 
 
 def parquet_files(directory: Path, split: str | None = None) -> list[Path]:
@@ -64,7 +85,8 @@ def read_parquet_dir(directory: Path, required: Sequence[str], split: str | None
 
     files = parquet_files(directory, split)
     if not files:
-        raise DataError(f"{directory}: no .parquet files found (expected the lmms-lab layout, e.g. data/{split or 'test'}-00000-of-00001.parquet)")
+        raise DataError(f"{directory}: no .parquet files found (expected the lmms-lab layout, "
+                        f"e.g. data/{split or 'test'}-00000-of-00001.parquet)")
     try:
         ds = datasets.load_dataset("parquet", data_files=[str(p) for p in files], split="train")
     except Exception as exc:
@@ -87,6 +109,16 @@ def read_hub(hub_id: str, split: str, required: Sequence[str], task_name: str, c
         raise DataError(f"{hint} ({type(exc).__name__})") from exc
     check_columns(ds.column_names, required, hub_id)
     return _undecoded(ds)
+
+
+def read_lmms_lab(hub_id: str, task_name: str, data: Path | None, required: Sequence[str], split: str,
+                  config: str | None = None):
+    """Rows of a task's lmms-lab parquet copy: the hub dataset (its `config`) when no data folder is
+    given, else the folder's parquet files (its `<config>/` subfolder when the whole hub repo is there)."""
+    if data is None:
+        return read_hub(hub_id, split, required, task_name, config=config)
+    sub = data / config if config else None
+    return read_parquet_dir(sub if sub is not None and sub.is_dir() else data, required, split)
 
 
 def image_ref(cell: Any, source: str, root: Path | None = None) -> ImageRef:

@@ -67,38 +67,40 @@ def _scene_with(rng: random.Random, n_min: int, n_max: int = 3) -> Scene:
 
 
 # ---------------------------------------------------------------- per-task generators
-def gen_vqav2(rng: random.Random, n: int) -> tuple[list[dict], float]:
+def _two_questions_per_scene(rng: random.Random, n: int, n_min: int, makers: list[Callable],
+                             row: Callable[..., dict]) -> tuple[list[dict], float]:
+    """Scenes of at least `n_min` shapes, two of `makers` asked about each (in random order) until
+    there are n rows; `row(image_no, image, make, question, answer, n_rows_so_far)` gives each row.
+    Returns the rows and the chance accuracy (percent) of guessing among each question's answers."""
     rows, chance = [], 0.0
-    image_id = 0
+    image_no = 0
     while len(rows) < n:
-        scene = _scene_with(rng, 1)
-        image, image_id = draw_scene(scene), image_id + 1
-        for make in rng.sample([q_color, q_shape, q_count], 2):
+        scene = _scene_with(rng, n_min)
+        image, image_no = draw_scene(scene), image_no + 1
+        for make in rng.sample(makers, 2):
             if len(rows) >= n:
                 break
             q, a, k = make(scene, rng)
-            rows.append({"question_id": image_id * 10 + len(rows) % 10, "question": q, "image_id": image_id,
-                         "image": image, "answers": [a] * 10,
-                         "answer_type": "number" if make is q_count else "other",
-                         "question_type": q.split()[0].lower()})
+            rows.append(row(image_no, image, make, q, a, len(rows)))
             chance += 1.0 / k
     return rows, 100.0 * chance / len(rows)
+
+
+def gen_vqav2(rng: random.Random, n: int) -> tuple[list[dict], float]:
+    def row(image_id, image, make, q, a, i):
+        return {"question_id": image_id * 10 + i % 10, "question": q, "image_id": image_id, "image": image,
+                "answers": [a] * 10, "answer_type": "number" if make is q_count else "other",
+                "question_type": q.split()[0].lower()}
+
+    return _two_questions_per_scene(rng, n, 1, [q_color, q_shape, q_count], row)
 
 
 def gen_gqa(rng: random.Random, n: int) -> tuple[list[dict], float]:
-    rows, chance = [], 0.0
-    img = 0
-    while len(rows) < n:
-        scene = _scene_with(rng, 2)
-        image, img = draw_scene(scene), img + 1
-        for make in rng.sample([q_color, q_shape, q_left_right], 2):
-            if len(rows) >= n:
-                break
-            q, a, k = make(scene, rng)
-            rows.append({"id": f"{img:07d}{len(rows) % 10}", "imageId": f"n{img:06d}", "question": q, "answer": a,
-                         "image": image, "structural": "choose" if make is q_left_right else "query"})
-            chance += 1.0 / k
-    return rows, 100.0 * chance / len(rows)
+    def row(img, image, make, q, a, i):
+        return {"id": f"{img:07d}{i % 10}", "imageId": f"n{img:06d}", "question": q, "answer": a, "image": image,
+                "structural": "choose" if make is q_left_right else "query"}
+
+    return _two_questions_per_scene(rng, n, 2, [q_color, q_shape, q_left_right], row)
 
 
 def _choices(rng: random.Random, answer: str, pool: list[str], k: int) -> tuple[list[str], int]:

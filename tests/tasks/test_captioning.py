@@ -238,7 +238,7 @@ def test_summarize_bootstrap_and_finalize(tmp_path):
 
 def test_no_java_means_no_numbers(tmp_path, monkeypatch):
     monkeypatch.setattr(cap, "java_status", lambda: (False, "no `java` on PATH"))
-    import tasks.coco_caption as cc
+    import tasks._common.captioning as cc
 
     monkeypatch.setattr(cc, "java_status", cap.java_status)
     task = CocoCaption()
