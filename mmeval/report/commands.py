@@ -1,7 +1,7 @@
 """Click commands of the reporting layer: ``report`` (paper, ablation, efficiency, compare) and ``check``.
 
 The main CLI attaches them with ``cli.add_command(report)`` and ``cli.add_command(check)``.
-Exit codes of ``check``: 0 no significant regression, 1 regression, 2 unusable inputs.
+Exit codes of ``check``: 0 pass, 1 regression (lost coverage or a significant drop), 2 bad input.
 """
 
 from __future__ import annotations
@@ -222,21 +222,41 @@ def compare_cmd(a, b, task, metric, n_boot, seed, alpha, method) -> None:
               help="Baseline run dir (or task json), e.g. results/baselines/vl-mamba-pope200.")
 @click.option("--candidate", required=True, type=click.Path(path_type=Path), help="Candidate run dir (or task json).")
 @click.option("--max-drop", default=0.5, show_default=True, type=float,
-              help="Tolerated drop in metric units (percentage points for accuracy-like metrics).")
-@click.option("--alpha", default=0.05, show_default=True, type=float, help="One-sided significance level.")
-@click.option("--metrics", multiple=True, help="Metrics to gate (comma-separated). Default: each task's headline.")
+              help="Tolerated drop, >= 0, in metric units (percentage points for accuracy-like metrics).")
+@click.option("--alpha", default=0.05, show_default=True, type=float,
+              help="One-sided significance level, strictly between 0 and 1.")
+@click.option("--metrics", multiple=True,
+              help="Metrics to gate (comma-separated); each must be a metric of both runs of every gated task. "
+                   "Default: each task's headline.")
 @click.option("--tasks", multiple=True, help="Tasks to gate (comma-separated). Default: all baseline tasks.")
-@click.option("--n-boot", default=2000, show_default=True, type=int)
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--n-boot", default=2000, show_default=True, type=int,
+              help="Bootstrap resamples; at least 100, and more than 1/alpha - 1.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Bootstrap seed (>= 0).")
 @click.option("--method", type=click.Choice(["auto", "aggregate", "mean"]), default="auto", show_default=True,
               help="aggregate: recompute the task's metric per resample; mean: mean per-sample score.")
 def check(baseline, candidate, max_drop, alpha, metrics, tasks, n_boot, seed, method) -> None:
-    """Fail (exit 1) when the candidate is significantly worse than the baseline.
+    """Gate a candidate run on a baseline run of the same documents.
 
-    Per task metric, a paired bootstrap over the samples with common doc_ids; a metric
-    fails when its drop exceeds --max-drop and the one-sided p-value of "drop <= max-drop" is
-    below --alpha.  Exit 0: pass; 1: regression; 2: unusable inputs (missing files, no common
-    samples, different protocols).
+    \b
+    For each gated task:
+    1. coverage: a baseline doc is unscored when its sample errored, has no
+       score, or is missing from the samples file. The candidate FAILS when it
+       leaves more of the baseline's docs unscored than the baseline did.
+       Docs or tasks only the candidate has are stated, not compared.
+    2. metrics (--metrics, default the headline), paired on the docs both
+       runs scored: a metric FAILS when it dropped by more than --max-drop
+       and the one-sided bootstrap p-value of "drop <= max-drop" is below
+       --alpha.
+
+    \b
+    Exit codes:
+      0  PASS: no coverage loss and no significant drop (noise and
+         improvements pass)
+      1  FAIL: a coverage loss or a significant drop (lines say which)
+      2  bad input, one line: an option out of range, an unknown task or
+         metric, a missing result or samples file, different protocols, no
+         common doc_ids, or NaN/inf in a gated metric, a per-sample score or
+         a computed interval or p-value
 
     \b
     Example:

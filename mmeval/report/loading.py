@@ -173,8 +173,8 @@ def load_results(paths: str | Path | Iterable[str | Path]) -> list[TaskResult]:
     return out
 
 
-def load_samples(path: str | Path) -> list[dict[str, Any]]:
-    """Per-sample records of a ``<task>.samples.jsonl`` (errored lines excluded)."""
+def load_samples(path: str | Path, *, include_errors: bool = False) -> list[dict[str, Any]]:
+    """Per-sample records of a ``<task>.samples.jsonl`` (errored lines excluded unless ``include_errors``)."""
     path = Path(path)
     if not path.is_file():
         raise ResultError(f"missing samples file: {path}")
@@ -188,7 +188,9 @@ def load_samples(path: str | Path) -> list[dict[str, Any]]:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
                 raise ResultError(f"{path}:{i}: not valid JSON: {e}") from e
-            if rec.get("error"):
+            if not isinstance(rec, dict):
+                raise ResultError(f"{path}:{i}: not a sample record (expected a JSON object)")
+            if rec.get("error") and not include_errors:
                 continue
             out.append(rec)
     return out

@@ -81,14 +81,25 @@ def test_tasks_filter_and_single_files(tmp_path):
     assert invoke(tmp_path / "base" / "pope.json", tmp_path / "cand").exit_code == 0
 
 
-def test_errored_samples_are_excluded(tmp_path):
+def test_errored_samples_fail_the_gate(tmp_path):
     make(tmp_path, "base", BASE)
     cand = flip(BASE, to_wrong=range(40))
     write_task(tmp_path, "cand", "pope", headline="accuracy", metrics={"accuracy": 80.0},
                samples=binary_samples(cand, errors=set(range(40))))  # the flipped ones errored
     r = invoke(tmp_path / "base", tmp_path / "cand")
+    assert r.exit_code == 1, r.output
+    assert " 360 " in r.output  # the paired comparison sees only the 360 docs both runs scored ...
+    assert "40 more unscored samples than the baseline" in r.output and "40 errored" in r.output  # and the rest
+    assert r.output.strip().splitlines()[-1].startswith("FAIL: 40 more unscored samples than the baseline in pope")
+
+
+def test_errors_the_baseline_had_too_pass(tmp_path):
+    errors = set(range(320, 330))  # e.g. the same broken images in both runs
+    write_task(tmp_path, "base", "pope", metrics={"accuracy": 80.0}, samples=binary_samples(BASE, errors=errors))
+    write_task(tmp_path, "cand", "pope", metrics={"accuracy": 80.0}, samples=binary_samples(BASE, errors=errors))
+    r = invoke(tmp_path / "base", tmp_path / "cand")
     assert r.exit_code == 0, r.output
-    assert " 360 " in r.output  # n common
+    assert " 390 " in r.output and "coverage ok" in r.output and "PASS" in r.output
 
 
 @pytest.mark.parametrize("case", ["missing_dir", "missing_task", "protocol", "no_common", "no_samples"])
