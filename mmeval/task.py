@@ -17,6 +17,7 @@ import abc
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
+from mmeval.data.provenance import DataSource
 from mmeval.errors import UnknownNameError
 from mmeval.types import Doc, Prediction, Request
 
@@ -47,6 +48,10 @@ class Task(abc.ABC):
     protocols: ClassVar[tuple[str, ...]] = ("llava", "lmms-eval")
     default_protocol: ClassVar[str] = "llava"
     version: ClassVar[str] = "1"  # bump when prompts or scoring change, so old runs don't resume into new ones
+    # other names of this task's folder under --data (LLaVA-1.5's eval bundle: "MME", "mm-vet", ...)
+    data_folders: ClassVar[tuple[str, ...]] = ()
+    # what load_docs read (layout, release, split, files with sha256, counts); None until loaded
+    data_source: DataSource | None = None
 
     def __init__(self, **options: str) -> None:
         """Task options come from `--task-args k=v,...` (e.g. a judge endpoint); unknown ones fail."""

@@ -18,15 +18,18 @@ from mmeval.errors import DataError
 from mmeval.types import ImageRef
 
 
-def task_data_dir(task_name: str, data: str | Path | None) -> Path | None:
-    """`--data DIR` may hold one folder per task (`DIR/pope/...`) or be the task's own folder."""
+def task_data_dir(task_name: str, data: str | Path | None, aliases: Sequence[str] = ()) -> Path | None:
+    """`--data DIR` may hold one folder per task (`DIR/pope/...`, or one of the task's other folder
+    names such as LLaVA-1.5's `DIR/MME/`) or be the task's own folder."""
     if data is None:
         return None
     root = Path(data).expanduser()
     if not root.exists():
         raise DataError(f"--data {root}: no such directory")
-    sub = root / task_name
-    return sub if sub.is_dir() else root
+    for name in (task_name, *aliases):
+        if (root / name).is_dir():
+            return root / name
+    return root
 
 
 # Locating files in a data folder and choosing between the hub and a local copy is reading data,
@@ -95,23 +98,32 @@ def read_parquet_dir(directory: Path, required: Sequence[str], split: str | None
     return _undecoded(ds)
 
 
-def read_hub(hub_id: str, split: str, required: Sequence[str], task_name: str, config: str | None = None):
-    """Rows of a hub dataset; offline, a one-line error saying where to put the files instead."""
-    hint = (f"task {task_name}: no --data given and the dataset {hub_id} could not be loaded from the hub; "
-            f"download it (huggingface-cli download {hub_id} --repo-type dataset --local-dir DIR) and pass --data DIR")
+def read_hub(hub_id: str | Sequence[str], split: str, required: Sequence[str], task_name: str,
+             config: str | None = None):
+    """Rows of a hub dataset; several ids are tried in order (lmms-eval moved its copies from
+    `lmms-lab/*` to `lmms-lab-encoder/*` after 0.7.2: the new id first, the old one as a fallback).
+    Offline, a one-line error saying where to put the files instead."""
+    ids = [hub_id] if isinstance(hub_id, str) else list(hub_id)
+    hint = (f"task {task_name}: no --data given and the dataset {' or '.join(ids)} could not be loaded from the "
+            f"hub; download it (huggingface-cli download {ids[0]} --repo-type dataset --local-dir DIR) and pass "
+            "--data DIR")
     if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
         raise DataError(hint + " (offline mode is set)")
     import datasets
 
-    try:
-        ds = datasets.load_dataset(hub_id, config, split=split)
-    except Exception as exc:
-        raise DataError(f"{hint} ({type(exc).__name__})") from exc
-    check_columns(ds.column_names, required, hub_id)
-    return _undecoded(ds)
+    failures = []
+    for hid in ids:
+        try:
+            ds = datasets.load_dataset(hid, config, split=split)
+        except Exception as exc:
+            failures.append(f"{hid}: {type(exc).__name__}")
+            continue
+        check_columns(ds.column_names, required, hid)
+        return _undecoded(ds)
+    raise DataError(f"{hint} ({'; '.join(failures)})")
 
 
-def read_lmms_lab(hub_id: str, task_name: str, data: Path | None, required: Sequence[str], split: str,
+def read_lmms_lab(hub_id: str | Sequence[str], task_name: str, data: Path | None, required: Sequence[str], split: str,
                   config: str | None = None):
     """Rows of a task's lmms-lab parquet copy: the hub dataset (its `config`) when no data folder is
     given, else the folder's parquet files (its `<config>/` subfolder when the whole hub repo is there)."""

@@ -75,3 +75,13 @@ def test_predictions_with_unknown_or_duplicate_ids(pope_data, tmp_path):
     bad.write_text('{"id": 3}\n')
     r = invoke("score", "--task", "pope", "--predictions", str(bad), "--data", str(pope_data))
     assert r.exit_code == 2 and "doc_id and prediction" in r.output
+
+
+def test_task_folder_aliases(tmp_path):
+    from mmeval.data.sources import task_data_dir
+
+    (tmp_path / "MME").mkdir()
+    assert task_data_dir("mme", tmp_path, ("MME",)) == tmp_path / "MME"
+    (tmp_path / "mme").mkdir()
+    assert task_data_dir("mme", tmp_path, ("MME",)) == tmp_path / "mme"  # our own name first
+    assert task_data_dir("pope", tmp_path) == tmp_path  # no sub-folder: the folder is the task's own
