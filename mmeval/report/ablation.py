@@ -154,7 +154,7 @@ def paper_config(paper: str, axis: str, printed: dict[str, str]) -> dict[str, st
         return names.get(axis_name, {}).get(value, value)
 
     if paper == "vl-mamba":
-        want = {a: ours(a) for a in ("encoder", "mmc", "scan", "llm") if printed.get(a)}
+        want = {a: ours(a) for a in CONFIG_AXES[paper] if printed.get(a)}
         if want.get("mmc") == "mlp":
             want.pop("scan", None)
         return want or None
@@ -245,73 +245,74 @@ class PaperAblation:
         return f"{s.title} -- Table {table.number}: {table.description} (version {s.version}; {s.citation})"
 
 
-def _pick(candidates: list[tuple[TaskResult, tuple[bool, list[str]]]], protocol: str):
-    """The comparable result first, then the paper's protocol, then the newest."""
-    return max(candidates, key=lambda c: (c[1][0], c[0].protocol == protocol, c[0].created))
-
-
 def _column_results(spec: AblationSpec, col: str, results: list[TaskResult]) -> list[TaskResult]:
     task = spec.columns.get(col)
     bench = spec.benchmark(col) or ""
-    out = [r for r in results if r.task == task]
+    out = [r for r in results if r.task == task and r.metric() is not None]
     if bench.startswith("textvqa_"):  # a prompt-order column (Cobra Table 7): keyed on the task options
         out = [r for r in out if textvqa_prompt_order(r) == bench.removeprefix("textvqa_")]
     return out
+
+
+def _place(spec: AblationSpec, col: str, wanted: dict[str, str], results: list[TaskResult],
+           configs: dict[int, dict]) -> tuple[TaskResult, tuple[bool, list[str]], int] | None:
+    """The result shown for one paper row and column, its comparability, and how many matched: the
+    comparable one first, then the paper's protocol, then the newest."""
+    cands = [(r, comparability(spec.key, spec.version, spec.benchmark(col), r))
+             for r in _column_results(spec, col, results) if matches(wanted, configs[id(r)])]
+    if not cands:
+        return None
+    r, verdict = max(cands, key=lambda c: (c[1][0], c[0].protocol == spec.protocol, c[0].created))
+    return r, verdict, len(cands)
+
+
+def _paper_table(spec: AblationSpec, number: str, printed_rows: list[dict[str, str]], results: list[TaskResult],
+                 configs: dict[int, dict], digits: int) -> AblationTable:
+    rows_here = [r for r in printed_rows if r["table"] == number]
+    columns = [c for c in spec.columns if any(r[c] for r in rows_here)]
+    footnotes, notes = Footnotes(), []
+    rows: list[AblationRow] = []
+    entries: dict[str, list[RankEntry]] = {c: [] for c in columns}
+    for rec in rows_here:
+        printed = {c: rec[c] for c in spec.config_columns}
+        label = rec["axis"] + ": " + " / ".join(v or "-" for v in printed.values())
+        wanted = paper_config(spec.key, rec["axis"], printed)
+        recipe = {a: (wanted or {}).get(a, "") for a in RECIPE_COLUMNS.get(spec.key, ())}
+        rows.append(AblationRow(number, rec["axis"], "paper", {**printed, **recipe},
+                                {c: published_cell(rec[c], as_number(rec[c])) for c in columns}))
+        cells, runs = {}, {}
+        for col in columns:
+            placed = _place(spec, col, wanted, results, configs) if wanted and spec.columns.get(col) else None
+            if placed is None:
+                cells[col] = Cell(text="")
+                entries[col].append(RankEntry(label, as_number(rec[col])))
+                continue
+            r, verdict, n_matched = placed
+            if n_matched > 1:
+                notes.append(f"Table {number}, {label}, {col}: {n_matched} runs match; showing {r.run}")
+            cells[col] = measured_cell(r.metric(), r.ci(), verdict, footnotes, digits)
+            runs[col] = r.run
+            entries[col].append(RankEntry(label, as_number(rec[col]), r.metric(), r.ci(), conditions(r)))
+        if runs:
+            rows.append(AblationRow(number, rec["axis"], "measured", dict(wanted or {}), cells, runs))
+    verdicts = {c: ranking_verdict(entries[c]) if spec.columns.get(c) else RankingVerdict(NO_TASK) for c in columns}
+    return AblationTable(number, spec.tables[number], [*spec.config_columns, *RECIPE_COLUMNS.get(spec.key, ())],
+                         columns, rows, verdicts, footnotes.texts, notes)
 
 
 def paper_ablation(paper: str, results: str | Path | Iterable | None = None, tables: Iterable[str] | None = None,
                    published_dir: str | Path | None = None, digits: int = 1) -> PaperAblation:
     """The paper's ablation tables with our runs of each configuration, as data."""
     spec = load_ablation_spec(paper, published_dir)
-    printed_rows = read_ablation_csv(spec, published_dir)
-    loaded = load_results(results) if results is not None else []
-    configs = {id(r): run_config(spec.key, r) for r in loaded}
     wanted_tables = [str(t) for t in tables] if tables else list(spec.tables)
     unknown = [t for t in wanted_tables if t not in spec.tables]
     if unknown:
         raise UnknownNameError(f"{spec.key} has no ablation table {', '.join(unknown)}; "
                                f"known: {', '.join(spec.tables)}")
-    out = []
-    for number in wanted_tables:
-        rows_here = [r for r in printed_rows if r["table"] == number]
-        columns = [c for c in spec.columns if any(r[c] for r in rows_here)]
-        notes = Footnotes()
-        rows, entries, picked_notes = [], {c: [] for c in columns}, []
-        for rec in rows_here:
-            printed = {c: rec[c] for c in spec.config_columns}
-            label = rec["axis"] + ": " + " / ".join(v or "-" for v in printed.values())
-            wanted = paper_config(spec.key, rec["axis"], printed)
-            recipe = {a: (wanted or {}).get(a, "") for a in RECIPE_COLUMNS.get(spec.key, ())}
-            paper_cells = {c: published_cell(rec[c], as_number(rec[c])) for c in columns}
-            rows.append(AblationRow(number, rec["axis"], "paper", {**printed, **recipe}, paper_cells))
-            cells, runs = {}, {}
-            for col in columns:
-                chosen = None
-                if wanted is not None and spec.columns.get(col):
-                    cands = [(r, comparability(spec.key, spec.version, spec.benchmark(col), r))
-                             for r in _column_results(spec, col, loaded) if matches(wanted, configs[id(r)])
-                             and r.metric() is not None]
-                    if cands:
-                        chosen = _pick(cands, spec.protocol)
-                        if len(cands) > 1:
-                            picked_notes.append(f"Table {number}, {label}, {col}: {len(cands)} runs match; "
-                                                f"showing {chosen[0].run}")
-                if chosen is None:
-                    cells[col] = Cell(text="")
-                    entries[col].append(RankEntry(label, as_number(rec[col])))
-                    continue
-                r, verdict = chosen
-                cells[col] = measured_cell(r.metric(), r.ci(), verdict, notes, digits)
-                runs[col] = r.run
-                entries[col].append(RankEntry(label, as_number(rec[col]), r.metric(), r.ci(), conditions(r)))
-            if runs:
-                rows.append(AblationRow(number, rec["axis"], "measured", dict(wanted or {}), cells, runs))
-        verdicts = {c: ranking_verdict(entries[c]) if spec.columns.get(c) else RankingVerdict(NO_TASK)
-                    for c in columns}
-        config_columns = [*spec.config_columns, *RECIPE_COLUMNS.get(spec.key, ())]
-        out.append(AblationTable(number, spec.tables[number], config_columns, columns, rows, verdicts,
-                                 notes.texts, picked_notes))
-    return PaperAblation(spec, out)
+    printed_rows = read_ablation_csv(spec, published_dir)
+    loaded = load_results(results) if results is not None else []
+    configs = {id(r): run_config(spec.key, r) for r in loaded}
+    return PaperAblation(spec, [_paper_table(spec, n, printed_rows, loaded, configs, digits) for n in wanted_tables])
 
 
 def _ablation_notes(pa: PaperAblation, table: AblationTable) -> list[str]:

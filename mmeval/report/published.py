@@ -132,6 +132,12 @@ def _read_sidecar(pdir: Path, stem: str, key: str, kind: str, version: str | Non
     return meta
 
 
+def _described(meta: dict) -> dict:
+    """The sidecar fields every table has: where it comes from and how its numbers were computed."""
+    return {"version_label": meta["version_label"], "title": meta["title"], "citation": meta["citation"],
+            "source": meta["source"], "protocol": meta["protocol"], "notes": tuple(meta.get("notes", ()))}
+
+
 def load_spec(paper: str, published_dir: str | Path | None = None, version: str | None = None) -> PaperSpec:
     """Read the JSON sidecar (and the CSV header) of a paper's main table (default version unless asked)."""
     key = paper_key(paper)
@@ -141,21 +147,12 @@ def load_spec(paper: str, published_dir: str | Path | None = None, version: str 
     meta = _read_sidecar(pdir, stem, key, "main", ver)
     header = _read_header(pdir / f"{stem}.csv")
     spec = PaperSpec(
-        key=key,
-        stem=stem,
-        version=ver,
-        version_label=meta["version_label"],
-        title=meta["title"],
-        citation=meta["citation"],
-        source=meta["source"],
+        key=key, stem=stem, version=ver, **_described(meta), header=header,
         table=meta["table"],
-        protocol=meta["protocol"],
         label_column=meta["label_column"],
         llm_column=meta["llm_column"],
         info_columns=tuple(meta.get("info_columns", ())),
         columns=dict(meta["columns"]),
-        notes=tuple(meta.get("notes", ())),
-        header=header,
     )
     expected = (spec.label_column, spec.llm_column, *spec.info_columns, *spec.columns)
     if header != expected:
@@ -183,20 +180,11 @@ def load_ablation_spec(paper: str, published_dir: str | Path | None = None) -> A
     meta = _read_sidecar(pdir, stem, key, "ablations", None)
     header = _read_header(pdir / f"{stem}.csv")
     spec = AblationSpec(
-        key=key,
-        stem=stem,
-        version=meta["version"],
-        version_label=meta["version_label"],
-        title=meta["title"],
-        citation=meta["citation"],
-        source=meta["source"],
-        protocol=meta["protocol"],
+        key=key, stem=stem, version=meta["version"], **_described(meta), header=header,
         tables={str(k): v for k, v in meta["tables"].items()},
         config_columns=tuple(meta["config_columns"]),
         columns=dict(meta["columns"]),
         variants=dict(meta.get("variants", {})),
-        notes=tuple(meta.get("notes", ())),
-        header=header,
     )
     expected = ("table", "axis", *spec.config_columns, *spec.columns)
     if header != expected:

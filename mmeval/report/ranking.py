@@ -44,12 +44,12 @@ class RankingVerdict:
 
     @property
     def detail(self) -> str:
-        """The verdict with its pair counts, e.g. "reversed (1 of 3 pairs reversed, 2 unresolved)"."""
-        if not self.pairs:
+        """The verdict with its pair counts when there are several, e.g. "reversed (3 pairs: 2 hold, 1 reversed)"."""
+        if len(self.pairs) < 2:
             return self.verdict
-        counts = {k: sum(p.outcome == k for p in self.pairs) for k in ("holds", "reversed", "unresolved")}
-        parts = [f"{v} {k}" for k, v in counts.items() if v]
-        return f"{self.verdict} ({', '.join(parts)} of {len(self.pairs)} pair{'s' * (len(self.pairs) > 1)})"
+        words = {"holds": "hold", "reversed": "reversed", "unresolved": "unresolved"}
+        counts = [f"{n} {word}" for k, word in words.items() if (n := sum(p.outcome == k for p in self.pairs))]
+        return f"{self.verdict} ({len(self.pairs)} pairs: {', '.join(counts)})"
 
 
 def compare_pair(higher: RankEntry, lower: RankEntry) -> PairOutcome:

@@ -21,7 +21,7 @@ def test_holds_when_intervals_are_apart_in_the_papers_order():
     v = ranking_verdict([E("clip", 84.9, 81.0, 80.0, 82.0), E("siglip", 85.2, 85.0, 84.0, 86.0)])
     assert v.verdict == HOLDS
     assert [(p.higher, p.lower, p.outcome) for p in v.pairs] == [("siglip", "clip", "holds")]
-    assert v.detail == "holds (1 holds of 1 pair)"
+    assert v.detail == "holds"
 
 
 def test_reversed_when_intervals_are_apart_the_other_way():
@@ -46,7 +46,7 @@ def test_three_configurations_mixed_outcomes():
     outcomes = {(p.higher, p.lower): p.outcome for p in v.pairs}
     assert outcomes == {("mlp", "vss-mlp"): "reversed", ("vss-l2", "mlp"): "holds", ("vss-l2", "vss-mlp"): "holds"}
     assert v.verdict == REVERSED
-    assert v.detail == "reversed (2 holds, 1 reversed of 3 pairs)"
+    assert v.detail == "reversed (3 pairs: 2 hold, 1 reversed)"
     # without the reversed pair every remaining pair holds
     assert ranking_verdict(entries[1:]).verdict == HOLDS
 
