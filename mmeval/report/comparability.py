@@ -84,7 +84,8 @@ _LLAVA = {
 #    and vlm_eval/tasks/registry.py (download URLs).
 _POPE_ORIGINAL = PaperData(
     "POPE", "pope", "prismatic", "POPE's original release (AoiDragon/POPE@e3e3926, 8,910 questions)",
-    # registry.py downloads coco_pope_{adversarial,popular,random}.json at commit e3e39262
+    # registry.py downloads coco_pope_{adversarial,popular,random}.json at commit e3e39262;
+    # harnesses/pope.py expects 3,000 / 3,000 / 2,910 of them (datasets.py's "9000" comment is stale)
     questions=(8910,), versions=("pope-original@e3e3926", "llava-1.5-eval"))
 
 

@@ -36,9 +36,6 @@ DEFAULT_VERSION: dict[str, str] = {"vl-mamba": "arxiv", "cobra": "v4"}
 #: paper -> file stem of its ablation tables (one paper version each).
 ABLATION_TABLES: dict[str, str] = {"vl-mamba": "vl_mamba_ablations", "cobra": "cobra_ablations"}
 
-#: CLI spelling of each paper (kept for callers that list the papers).
-PAPERS = {key: MAIN_TABLES[key][DEFAULT_VERSION[key]] for key in MAIN_TABLES}
-
 
 @dataclass(frozen=True)
 class PaperSpec:
