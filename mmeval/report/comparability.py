@@ -48,8 +48,9 @@ class PaperData:
     prompt_order: str | None = ""  # TextVQA: a key of ORDER_WORDS; NOT_STATED; "" = not applicable
 
 
-# -- VL-Mamba: the paper evaluates "following LLaVA-1.5"; what LLaVA-1.5's scripts run is
-#    haotian-liu/LLaVA docs/Evaluation.md and scripts/v1_5/eval/*.sh:
+# -- VL-Mamba: its numbers are LLaVA-1.5's benchmarks scored the LLaVA-1.5 way (protocol `llava`,
+#    results/published/vl_mamba.json); what those scripts run is haotian-liu/LLaVA docs/Evaluation.md
+#    and scripts/v1_5/eval/*.sh:
 _LLAVA = {
     # vqav2.sh: llava_vqav2_mscoco_test-dev2015.jsonl, convert_vqav2_for_submission.py -> EvalAI
     "vqav2": PaperData("VQAv2", "vqav2", "llava", "VQAv2 test-dev (107,394 questions), scored by the EvalAI server",
