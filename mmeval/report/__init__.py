@@ -1,11 +1,14 @@
 """Reporting layer: paper tables, ablation grids, efficiency plots, statistics and the regression check.
 
 Modules (one job each):
-  published   -- which papers, where their verbatim tables live (results/published/)
-  loading     -- read result files and published tables into uniform rows
-  render      -- Markdown / CSV / LaTeX rendering of plain tables
-  paper_table -- the papers' main tables with our measured rows appended
-  ablation    -- pivot runs over model.args
+  published     -- which papers and versions, where their verbatim tables live (results/published/)
+  loading       -- read result files and published tables into uniform rows
+  comparability -- what each paper's numbers were computed on; is a measured number comparable
+  cells         -- table cells as data (value, interval, mark, footnote) for every renderer
+  render        -- Markdown / CSV / LaTeX rendering of plain tables
+  paper_table   -- the papers' main tables with our measured rows appended (Cobra: v4 default, v1)
+  ablation      -- pivot runs over model.args; the papers' ablation tables beside our runs
+  ranking       -- does a paper's ranking of configurations hold within our intervals
   efficiency  -- accuracy beside throughput and memory (table + PNG)
   statistics  -- bootstrap CIs, paired bootstrap, sign / McNemar tests (the runner uses bootstrap_ci)
   check       -- the checkpoint regression gate behind `mmeval check`

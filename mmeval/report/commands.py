@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from mmeval.errors import MMEvalError
 from mmeval.report.loading import ResultError, load_results
 
 
@@ -44,6 +45,8 @@ def report() -> None:
     \b
     Examples:
       mmeval report paper --paper vl-mamba --results results --out reports
+      mmeval report paper --paper cobra --version v1
+      mmeval report ablation --paper vl-mamba --results results
       mmeval report ablation --axes encoder,mmc,scan --metrics pope,gqa
       mmeval report efficiency --results results --out reports
       mmeval report compare --a results/run_a --b results/run_b --task pope
@@ -54,25 +57,31 @@ def report() -> None:
 @click.option("--paper", "papers", required=True, multiple=True,
               type=click.Choice(["vl-mamba", "cobra"], case_sensitive=False),
               help="Which paper's main table (repeatable).")
+@click.option("--version", "version", default=None,
+              help="Paper version: cobra v4 (default: arXiv v4 / AAAI 2025, the released checkpoint's table) "
+                   "or v1 (arXiv v1, March 2024); vl-mamba has one version.")
 @click.option("--results", "results", default="results", show_default=True,
               type=click.Path(path_type=Path), help="Results root (<results>/<run>/<task>.json).")
 @click.option("--out", "out", default="reports", show_default=True, type=click.Path(path_type=Path),
-              help="Directory for <paper>_main.md/.csv/.tex.")
+              help="Directory for <paper>[_<version>]_main.md/.csv/.tex.")
 @click.option("--ci", is_flag=True, help="Show bootstrap 95% CIs of measured cells.")
 @click.option("--published-dir", type=click.Path(path_type=Path), default=None,
               help="Override results/published/ (default: the one in this checkout).")
 @click.option("--quiet", is_flag=True, help="Do not print the Markdown table.")
-def paper_cmd(papers, results, out, ci, published_dir, quiet) -> None:
+def paper_cmd(papers, version, results, out, ci, published_dir, quiet) -> None:
     """Render a paper's main table: all published rows plus our measured rows.
 
     A measured row uses only result files with the paper's protocol (VL-Mamba: llava,
     Cobra: prismatic); each run is one row, marked with run, checkpoint hash and protocol.
-    A missing result is an empty cell.
+    A missing result is an empty cell.  A cell not computed on the paper's data release, split,
+    protocol or prompt is marked (†k) and footnote k says what differs.
 
     \b
     Example:
-      mmeval report paper --paper vl-mamba --results results --out reports --ci
-      -> reports/vl_mamba_main.md, reports/vl_mamba_main.csv, reports/vl_mamba_main.tex
+      mmeval report paper --paper cobra --results results --out reports --ci
+      -> reports/cobra_v4_main.md, reports/cobra_v4_main.csv, reports/cobra_v4_main.tex
+      mmeval report paper --paper cobra --version v1   -> reports/cobra_v1_main.*
+      mmeval report paper --paper vl-mamba             -> reports/vl_mamba_main.*
     """
     from mmeval.report.paper_table import write_paper
 
@@ -81,8 +90,8 @@ def paper_cmd(papers, results, out, ci, published_dir, quiet) -> None:
         click.echo(f"note: {results} does not exist; rendering published rows only", err=True)
     for p in papers:
         try:
-            paths = write_paper(p.lower(), res, out, ci=ci, published_dir=published_dir)
-        except (ResultError, OSError, KeyError, ValueError) as e:
+            paths = write_paper(p.lower(), res, out, ci=ci, published_dir=published_dir, version=version)
+        except (ResultError, OSError, KeyError, ValueError, MMEvalError) as e:
             _fail(str(e))
         if not quiet:
             click.echo(paths[0].read_text())
@@ -90,26 +99,47 @@ def paper_cmd(papers, results, out, ci, published_dir, quiet) -> None:
 
 
 @report.command(name="ablation")
-@click.option("--axes", required=True, multiple=True, help="model.args keys forming the rows, e.g. encoder,mmc,scan.")
+@click.option("--paper", "paper", default=None, type=click.Choice(["vl-mamba", "cobra"], case_sensitive=False),
+              help="Render the paper's ablation tables (VL-Mamba 2-5, Cobra v4 5 and 7) with our runs of each "
+                   "configuration beside the paper's row, intervals, and whether the paper's ranking holds.")
+@click.option("--table", "tables", multiple=True, help="With --paper: only these table numbers (e.g. 4,5).")
+@click.option("--axes", multiple=True, help="Without --paper: model.args keys forming the rows, e.g. encoder,mmc,scan.")
 @click.option("--metrics", multiple=True,
-              help="Columns: task (its headline) or task:metric, e.g. pope,gqa,pope:accuracy. Default: all tasks.")
+              help="Without --paper: columns, task (its headline) or task:metric, e.g. pope,gqa,pope:accuracy. "
+                   "Default: all tasks.")
 @click.option("--results", "results", multiple=True, type=click.Path(path_type=Path),
               help="Results roots, run dirs or task files (repeatable). Default: results.")
-@click.option("--protocol", default=None, help="Only results with this protocol.")
+@click.option("--protocol", default=None, help="Without --paper: only results with this protocol.")
 @click.option("--out", "out", default=None, type=click.Path(path_type=Path),
-              help="Also write ablation_<axes>.md/.csv/.tex here.")
+              help="Also write the tables here (ablation_<axes>.* or <paper>_ablations.*, md/csv/tex).")
+@click.option("--published-dir", type=click.Path(path_type=Path), default=None,
+              help="Override results/published/ (default: the one in this checkout).")
 @click.option("--format", "fmt", type=click.Choice(["md", "csv", "tex"]), default="md", show_default=True)
-def ablation_cmd(axes, metrics, results, protocol, out, fmt) -> None:
-    """Pivot runs over their model arguments; best value per column in bold.
+def ablation_cmd(paper, tables, axes, metrics, results, protocol, out, published_dir, fmt) -> None:
+    """Ablation tables: the paper's (--paper), or a pivot of runs over their model arguments (--axes).
+
+    With --paper, each published row is followed by the measured runs whose configuration matches
+    it axis by axis (VL-Mamba: encoder, mmc, scan, llm; Cobra: vision, projector, llm, epochs,
+    pre-alignment, from model.config / --model-args projector=, llm=, model=), with 95% intervals;
+    a last row says per column whether the paper's ranking holds within the intervals.  Without it,
+    the best value per column is in bold.
 
     \b
-    Example:
+    Examples:
+      mmeval report ablation --paper vl-mamba --results results --out reports
+      mmeval report ablation --paper cobra --table 7
       mmeval report ablation --axes encoder,mmc,scan --metrics pope,gqa,mme --protocol llava
     """
-    from mmeval.report.ablation import build_grid, grid_table
     from mmeval.report.render import RENDERERS
 
+    if paper:
+        _paper_ablation(paper.lower(), _split(tables), list(results), out, published_dir, fmt)
+        return
+    from mmeval.report.ablation import build_grid, grid_table
+
     ax = _split(axes)
+    if not ax:
+        _fail("give --paper vl-mamba|cobra or --axes (model.args keys), e.g. --axes encoder,mmc,scan")
     try:
         rs = load_results(list(results) or ["results"])
     except ResultError as e:
@@ -120,6 +150,28 @@ def ablation_cmd(axes, metrics, results, protocol, out, fmt) -> None:
     click.echo(RENDERERS[fmt](table), nl=False)
     if out:
         paths = _write(out, "ablation_" + "_".join(ax), {k: f(table) for k, f in RENDERERS.items()})
+        click.echo("wrote " + ", ".join(map(str, paths)), err=True)
+
+
+def _paper_ablation(paper: str, tables: list[str], results: list[Path], out: Path | None,
+                    published_dir: Path | None, fmt: str) -> None:
+    from mmeval.report.ablation import ablation_output_stem, paper_ablation, render_paper_ablation
+
+    roots = results or [Path("results")]
+    present = [r for r in roots if r.exists()]
+    if len(present) < len(roots):
+        missing = ", ".join(str(r) for r in roots if not r.exists())
+        if results:
+            _fail(f"no such results path: {missing}")
+        click.echo(f"note: {missing} does not exist; rendering published rows only", err=True)
+    try:
+        pa = paper_ablation(paper, present or None, tables or None, published_dir)
+    except (ResultError, OSError, ValueError, MMEvalError) as e:
+        _fail(str(e))
+    texts = render_paper_ablation(pa)
+    click.echo(texts[fmt], nl=False)
+    if out:
+        paths = _write(out, ablation_output_stem(pa.spec), texts)
         click.echo("wrote " + ", ".join(map(str, paths)), err=True)
 
 

@@ -216,6 +216,7 @@ class Row:
     checkpoint_sha256: str = ""
     protocol: str = ""
     citation: str = ""
+    results: dict[str, TaskResult] = field(default_factory=dict)  # measured rows: column -> its task file
 
 
 def format_value(x: float | None, digits: int = 1) -> str:
@@ -226,7 +227,7 @@ def format_value(x: float | None, digits: int = 1) -> str:
 def published_rows(paper: str | PaperSpec, published_dir: str | Path | None = None) -> list[Row]:
     spec = paper if isinstance(paper, PaperSpec) else load_spec(paper, published_dir)
     rows = []
-    for rec in read_published_csv(spec.key, published_dir):
+    for rec in read_published_csv(spec, published_dir):
         cells = {c: rec[c] for c in (*spec.info_columns, *spec.columns)}
         rows.append(
             Row(
@@ -271,6 +272,8 @@ def measured_rows(paper: str | PaperSpec, results: str | Path | Iterable[str | P
         for col, task in spec.columns.items():
             r = res.get(task)
             v = r.metric() if r else None
+            if r is not None:
+                row.results[col] = r
             row.values[col] = v
             row.cells[col] = format_value(v, digits)
             ci = r.ci() if r else None
@@ -289,9 +292,9 @@ def measured_rows(paper: str | PaperSpec, results: str | Path | Iterable[str | P
 
 
 def load_table(paper: str, results: str | Path | Iterable[str | Path] | None = None,
-               published_dir: str | Path | None = None) -> tuple[PaperSpec, list[Row]]:
+               published_dir: str | Path | None = None, version: str | None = None) -> tuple[PaperSpec, list[Row]]:
     """The paper's spec and its rows: all published rows, then our measured rows (if any)."""
-    spec = load_spec(paper, published_dir)
+    spec = load_spec(paper, published_dir, version)
     rows = published_rows(spec, published_dir)
     if results is not None:
         rows += measured_rows(spec, results, published_dir)
