@@ -7,7 +7,8 @@ Modules (one job each):
   paper_table -- the papers' main tables with our measured rows appended
   ablation    -- pivot runs over model.args
   efficiency  -- accuracy beside throughput and memory (table + PNG)
-  statistics  -- bootstrap CIs, paired bootstrap, sign / McNemar tests (the runner uses bootstrap_ci)
+  statistics  -- paired bootstrap, sign / McNemar tests; re-exports the engine's bootstrap CIs
+                 (mmeval.bootstrap: the engine never imports this layer)
   check       -- the checkpoint regression gate behind `mmeval check`
   commands    -- click objects: `report` (group) and `check` (command)
 """
