@@ -1,7 +1,9 @@
 """`mmeval score`: score saved predictions without any model, under any protocol the task has.
 
 The input is JSONL with one `{"doc_id": ..., "prediction": ...}` per line (optionally
-`candidate_probs`); a run's own `<task>.samples.jsonl` is such a file, so a run can be rescored.
+`candidate_probs`, `n_tokens`, `error`); a run's own `<task>.samples.jsonl` is such a file, so a run
+can be rescored. Each line is scored and the task summarised by `mmeval.scoring`, the functions a
+run uses, so rescoring a run's samples under its protocol gives the run's metrics and intervals.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from mmeval.errors import DataError
-from mmeval.runner import load_task_docs, summarize
+from mmeval.runner import load_task_docs
+from mmeval.scoring import sample_record, summarize
 from mmeval.task import Task
 from mmeval.types import Prediction, SampleRecord
 
@@ -40,8 +43,18 @@ def read_predictions(path: Path, known_ids: set[str]) -> dict[str, dict[str, Any
     return out
 
 
+def prediction_from_json(obj: dict[str, Any]) -> Prediction:
+    """A saved prediction line as the model's answer (an `error` line: the model could not answer)."""
+    if obj.get("error"):
+        return Prediction(error=str(obj["error"]))
+    return Prediction(text=str(obj.get("prediction") or ""), candidate_probs=obj.get("candidate_probs"),
+                      n_tokens=int(obj.get("n_tokens") or 0))
+
+
 def score_file(task: Task, protocol: str, predictions: Path, data: Path | None, n_boot: int = 1000,
                seed: int = 0) -> tuple[dict[str, Any], list[SampleRecord]]:
+    """The summary (with `coverage`: predictions scored / documents) and the scored records of a
+    predictions file; documents without a prediction are left out, not counted as wrong."""
     docs = load_task_docs(task, data, None)
     preds = read_predictions(predictions, {d.doc_id for d in docs})
     records = []
@@ -49,14 +62,7 @@ def score_file(task: Task, protocol: str, predictions: Path, data: Path | None, 
         obj = preds.get(doc.doc_id)
         if obj is None:
             continue
-        request = task.request(doc, protocol)
-        if obj.get("error"):
-            records.append(SampleRecord(doc.doc_id, request.prompt, "", doc.target, {}, error=str(obj["error"])))
-            continue
-        pred = Prediction(text=str(obj.get("prediction") or ""), candidate_probs=obj.get("candidate_probs"),
-                          n_tokens=int(obj.get("n_tokens") or 0))
-        records.append(SampleRecord(doc.doc_id, request.prompt, pred.text, doc.target,
-                                    task.score(doc, pred, protocol), pred.candidate_probs, pred.n_tokens))
+        records.append(sample_record(task, protocol, doc, task.request(doc, protocol), prediction_from_json(obj)))
     summary = summarize(task, protocol, records, n_boot, seed)
     summary["coverage"] = {"predictions": len(records), "docs": len(docs)}
     return summary, records

@@ -10,7 +10,8 @@ Modules (one job each):
   ablation      -- pivot runs over model.args; the papers' ablation tables beside our runs
   ranking       -- does a paper's ranking of configurations hold within our intervals
   efficiency  -- accuracy beside throughput and memory (table + PNG)
-  statistics  -- bootstrap CIs, paired bootstrap, sign / McNemar tests (the runner uses bootstrap_ci)
+  statistics  -- paired bootstrap, sign / McNemar tests; re-exports the engine's bootstrap CIs
+                 (mmeval.bootstrap: the engine never imports this layer)
   check       -- the checkpoint regression gate behind `mmeval check`
   commands    -- click objects: `report` (group) and `check` (command)
 """

@@ -1,9 +1,8 @@
-"""Bootstrap confidence intervals and paired tests over per-sample scores (numpy only).
+"""Paired tests over two runs' per-sample scores (numpy only), beside the engine's bootstrap.
 
-* :func:`bootstrap_ci` -- percentile bootstrap of any aggregate over per-sample records; the core
-  runner imports it to write ``ci95``.  Index resampling with a seeded ``numpy.random.Generator``;
-  a vectorised path when the statistic is the mean of one numeric field (:func:`mean_of`) or the
-  input is already numeric.
+* :func:`bootstrap_ci`, :func:`mean_of` -- the percentile bootstrap every results file's ``ci95``
+  comes from; they live in the engine (:mod:`mmeval.bootstrap`) and are re-exported here so the
+  report layer finds all its statistics in one module (the engine never imports the report layer).
 * :func:`paired_scores` -- align two runs' samples on common doc_ids.
 * :func:`paired_bootstrap` -- bootstrap of the mean difference (b - a) with one-sided p-values;
   :func:`paired_bootstrap_statistic` does the same for any aggregate (the task's own metric).
@@ -20,104 +19,10 @@ from typing import Any
 
 import numpy as np
 
-#: Upper bound on n_boot * n elements materialised at once by the vectorised paths.
-_CHUNK_ELEMENTS = 4_000_000
-
-
-# --------------------------------------------------------------------------- statistics
-class MeanOf:
-    """Statistic 'scale * mean(record[field])', recognised by :func:`bootstrap_ci`'s fast path."""
-
-    def __init__(self, field: str, scale: float = 1.0, name: str | None = None):
-        self.field, self.scale, self.name = field, float(scale), name or field
-
-    def values(self, records: Sequence[Any]) -> np.ndarray:
-        return np.asarray([_get(r, self.field) for r in records], dtype=float)
-
-    def __call__(self, records: Sequence[Any]) -> dict[str, float]:
-        v = self.values(records)
-        return {self.name: float(self.scale * v.mean()) if v.size else float("nan")}
-
-
-def mean_of(field: str, scale: float = 1.0, name: str | None = None) -> MeanOf:
-    """E.g. ``mean_of("correct", 100, "accuracy")``: accuracy in percent from 0/1 scores.
-
-    ``field`` may be dotted (``"scores.correct"``) to reach into nested records.
-    """
-    return MeanOf(field, scale, name)
-
-
-def _get(record: Any, dotted: str) -> Any:
-    x = record
-    for part in dotted.split("."):
-        x = x[part]
-    return x
-
-
-def _resample_means(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """Means of n_boot index resamples of ``values``, in chunks to bound memory."""
-    n = values.shape[0]
-    out = np.empty(n_boot, dtype=float)
-    step = max(1, _CHUNK_ELEMENTS // max(n, 1))
-    for s in range(0, n_boot, step):
-        m = min(step, n_boot - s)
-        idx = rng.integers(0, n, size=(m, n))
-        out[s : s + m] = values[idx].mean(axis=1)
-    return out
-
-
-def _interval(draws: np.ndarray, alpha: float) -> tuple[float, float]:
-    draws = draws[np.isfinite(draws)]
-    if draws.size == 0:
-        return (float("nan"), float("nan"))
-    lo, hi = np.percentile(draws, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    return (float(lo), float(hi))
-
-
-def bootstrap_ci(
-    values_or_records: Sequence[Any] | np.ndarray,
-    statistic: Callable[[Sequence[Any]], Mapping[str, float] | float] | None = None,
-    n_boot: int = 1000,
-    seed: int = 0,
-    alpha: float = 0.05,
-) -> dict[str, tuple[float, float]]:
-    """Percentile-bootstrap ``1 - alpha`` intervals of every metric ``statistic`` returns.
-
-    ``values_or_records``: per-sample records (any objects) or numbers.  ``statistic``: takes a
-    list of records and returns ``{metric: value}`` (a bare number is named "value"); ``None``
-    means the plain mean of numeric input (named "mean").  Returns ``{metric: (lo, hi)}``; metrics
-    whose value is not numeric are skipped.  Same seed, same input -> same interval.
-    """
-    if n_boot < 1:
-        raise ValueError("n_boot must be >= 1")
-    rng = np.random.default_rng(seed)
-    n = len(values_or_records)
-    if n == 0:
-        return {}
-
-    # fast paths: mean of numbers, or mean of one numeric field
-    if statistic is None or isinstance(statistic, MeanOf):
-        if statistic is None:
-            vals, scale, name = np.asarray(values_or_records, dtype=float), 1.0, "mean"
-        else:
-            vals, scale, name = statistic.values(values_or_records), statistic.scale, statistic.name
-        return {name: _interval(scale * _resample_means(vals, n_boot, rng), alpha)}
-
-    records = np.empty(n, dtype=object)  # object array: fancy indexing without a Python loop
-    for i, r in enumerate(values_or_records):
-        records[i] = r
-    draws: dict[str, list[float]] = {}
-    step = max(1, _CHUNK_ELEMENTS // n)
-    for s in range(0, n_boot, step):
-        idx = rng.integers(0, n, size=(min(step, n_boot - s), n))
-        for row in idx:
-            stats = statistic(records[row].tolist())
-            if not isinstance(stats, Mapping):
-                stats = {"value": stats}
-            for k, v in stats.items():
-                if isinstance(v, (int, float, np.number)) and not isinstance(v, bool):
-                    draws.setdefault(k, []).append(float(v))
-    return {k: _interval(np.asarray(v, dtype=float), alpha) for k, v in draws.items()}
+# bootstrap_ci and mean_of are re-exported: the report layer's statistics in one module
+from mmeval.bootstrap import bootstrap_ci as bootstrap_ci
+from mmeval.bootstrap import mean_of as mean_of
+from mmeval.bootstrap import percentile_interval, resample_means
 
 
 # --------------------------------------------------------------------------- paired tests
@@ -199,7 +104,7 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int
         raise ValueError("paired_bootstrap needs two non-empty arrays of the same length")
     d = b - a
     rng = np.random.default_rng(seed)
-    draws = scale * _resample_means(d, n_boot, rng)
+    draws = scale * resample_means(d, n_boot, rng)
     return paired_result(float(scale * d.mean()), draws, alpha, margin, int(d.size))
 
 
@@ -247,7 +152,7 @@ def paired_result(mean: float, draws: np.ndarray, alpha: float, margin: float, n
     p_less = (np.sum(centred + margin <= mean) + 1) / (m + 1)  # H0: diff >= margin
     p_greater = (np.sum(centred + margin >= mean) + 1) / (m + 1)  # H0: diff <= margin
     p_two = (np.sum(np.abs(centred) >= abs(mean)) + 1) / (m + 1)
-    return PairedBootstrap(mean, _interval(draws, alpha), float(p_greater), float(p_less),
+    return PairedBootstrap(mean, percentile_interval(draws, alpha), float(p_greater), float(p_less),
                            float(min(1.0, p_two)), n)
 
 
@@ -290,7 +195,8 @@ def sign_test(a: np.ndarray, b: np.ndarray, exact_up_to: int = 100_000) -> SignT
         return SignTest(up, down, p_two, p_less, True)
     z_less = (up + 0.5 - n / 2) / math.sqrt(n / 4)
     z_two = (min(up, down) + 0.5 - n / 2) / math.sqrt(n / 4)
-    phi = lambda z: 0.5 * math.erfc(-z / math.sqrt(2))
+    def phi(z):
+        return 0.5 * math.erfc(-z / math.sqrt(2))
     return SignTest(up, down, min(1.0, 2 * phi(z_two)), phi(z_less), False)
 
 

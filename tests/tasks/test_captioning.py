@@ -219,7 +219,7 @@ def test_better_captions_score_higher(tmp_path):
 
 @needs_java
 def test_summarize_bootstrap_and_finalize(tmp_path):
-    from mmeval.runner import summarize
+    from mmeval.scoring import summarize
 
     task = TextCaps(spice="false")
     docs = task.load_docs(textcaps_parquet(tmp_path / "d"))
