@@ -59,7 +59,9 @@ def get_task(name: str, **options: str) -> Task:
     classes = task_classes()
     if name not in classes:
         raise UnknownNameError(f"unknown task '{name}'; known tasks: {', '.join(classes)}")
-    return classes[name](**options)
+    task = classes[name](**options)
+    task.options = {k: str(v) for k, v in options.items()}  # recorded in results files as `task_args`
+    return task
 
 
 def get_model_class(name: str) -> type[Adapter]:

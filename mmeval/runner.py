@@ -95,7 +95,7 @@ def resolve_protocol(task: Task, asked: str | None, adapter_cls: type[Adapter]) 
 
 
 def load_task_docs(task: Task, data: Path | None, limit: int | None) -> list[Doc]:
-    docs = task.load_docs(task_data_dir(task.name, data))
+    docs = task.load_docs(task_data_dir(task.name, data, task.data_folders))
     seen: set[str] = set()
     for d in docs:
         if d.doc_id in seen:

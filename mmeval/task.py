@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import abc
 from pathlib import Path
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar, Sequence
 
 from mmeval.data.provenance import DataSource
@@ -52,6 +54,8 @@ class Task(abc.ABC):
     data_folders: ClassVar[tuple[str, ...]] = ()
     # what load_docs read (layout, release, split, files with sha256, counts); None until loaded
     data_source: DataSource | None = None
+    # the --task-args this instance was built with (set by the registry; recorded as `task_args`)
+    options: Mapping[str, str] = MappingProxyType({})
 
     def __init__(self, **options: str) -> None:
         """Task options come from `--task-args k=v,...` (e.g. a judge endpoint); unknown ones fail."""

@@ -16,7 +16,8 @@ from mmeval.types import Doc, Request
 from model_adapters.mock import MockAdapter
 from tests.conftest import pope_rows
 
-RESULTS_KEYS = ["task", "protocol", "n", "n_errors", "metrics", "ci95", "headline", "model", "generation", "timings",
+RESULTS_KEYS = ["task", "protocol", "n", "n_errors", "metrics", "ci95", "headline", "task_args", "data", "model",
+                "generation", "timings",
                 "versions", "device", "created", "run"]
 TIMINGS_KEYS = ["wall_s", "samples_timed", "samples_per_s", "tokens_per_s", "peak_memory_mb", "resumed_samples",
                 "processes"]

@@ -81,7 +81,8 @@ def test_summary_counts_errors_apart_and_bootstraps_only_the_ci_metrics():
     records = [record(i, 3, Prediction(text=a)) for i, a in enumerate(answers)]
     records.append(record(9, 3, Prediction(error="unreadable image z.png")))
     summary = summarize(TASK, "llava", records, n_boot=200, seed=0)
-    assert list(summary) == ["task", "protocol", "n", "n_errors", "metrics", "ci95", "headline"]
+    assert list(summary) == ["task", "protocol", "n", "n_errors", "metrics", "ci95", "headline", "task_args", "data"]
+    assert summary["task_args"] == {} and summary["data"] is None  # built directly: no options, no provenance
     assert (summary["task"], summary["protocol"], summary["headline"]) == ("counting", "llava", "accuracy")
     assert (summary["n"], summary["n_errors"]) == (5, 1)
     assert summary["metrics"] == {"accuracy": pytest.approx(60.0), "answered": 5.0, "commonest": "3"}
