@@ -49,15 +49,20 @@ def test_discovery_still_finds_the_good_module_once_the_broken_one_is_gone(broke
     assert list(registry._discover(broken_package, Task, "mmeval.no-such-group")) == ["good"]
 
 
-def test_cli_prints_one_line_when_a_task_module_is_broken(monkeypatch):
+def fail_importing(monkeypatch, module: str, exc: ImportError) -> None:
+    """Importing `module` raises `exc` (as a module of ours with a broken import would)."""
     real_import = importlib.import_module
 
     def import_module(name, package=None):
-        if name == "tasks.gqa":
-            raise ImportError("cannot import name 'gone' from 'mmeval.metrics.vqa'")
+        if name == module:
+            raise exc
         return real_import(name, package)
 
     monkeypatch.setattr(registry.importlib, "import_module", import_module)
+
+
+def test_cli_prints_one_line_when_a_task_module_is_broken(monkeypatch):
+    fail_importing(monkeypatch, "tasks.gqa", ImportError("cannot import name 'gone' from 'mmeval.metrics.vqa'"))
     registry.task_classes.cache_clear()
     try:
         result = CliRunner().invoke(cli.main, ["list", "tasks"])
@@ -84,14 +89,7 @@ def test_broken_entry_point_is_named(monkeypatch):
 
 @pytest.mark.parametrize("argv", [["bench", "--help"], ["--help"]])
 def test_cli_command_whose_module_fails_is_an_error_not_hidden(monkeypatch, argv):
-    real_import = importlib.import_module
-
-    def import_module(name, package=None):
-        if name == "mmeval.benchmark.commands":
-            raise ModuleNotFoundError("No module named 'tabulate'")
-        return real_import(name, package)
-
-    monkeypatch.setattr(registry.importlib, "import_module", import_module)
+    fail_importing(monkeypatch, "mmeval.benchmark.commands", ModuleNotFoundError("No module named 'tabulate'"))
     result = CliRunner().invoke(cli.main, argv)
     assert result.exit_code == 2, result.output
     assert result.output == ("error: module mmeval.benchmark.commands failed to import: "
