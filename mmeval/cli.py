@@ -33,15 +33,41 @@ def parse_task_args(text: str | None) -> dict[str, dict[str, str]]:
     return out
 
 
-class MMEvalGroup(click.Group):
-    """Turns the harness's own errors into one line on stderr and exit code 2."""
+# Commands owned by other modules: name -> (module, attribute). Imported when named (or listed by
+# --help); a module that fails to import is an error naming it, never a command that goes missing.
+MODULE_COMMANDS = {
+    "report": ("mmeval.report.commands", "report"),
+    "check": ("mmeval.report.commands", "check"),
+    "bench": ("mmeval.benchmark.commands", "bench"),
+    "finetune": ("mmeval.finetune.commands", "finetune_command"),
+    "synth": ("mmeval.synth.commands", "synth"),
+}
 
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
+
+class MMEvalGroup(click.Group):
+    """Turns the harness's own errors into one line on stderr and exit code 2; loads MODULE_COMMANDS."""
+
+    def main(self, *args, **kwargs):
+        try:  # around main, not invoke: --help imports the module commands too
+            return super().main(*args, **kwargs)
         except MMEvalError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+
+    def list_commands(self, ctx):
+        return sorted({*super().list_commands(ctx), *MODULE_COMMANDS})
+
+    def get_command(self, ctx, name):
+        if name not in MODULE_COMMANDS:
+            return super().get_command(ctx, name)
+        from mmeval.errors import PluginImportError
+        from mmeval.registry import import_or_fail
+
+        module, attr = MODULE_COMMANDS[name]
+        command = getattr(import_or_fail(module), attr, None)
+        if not isinstance(command, click.Command):
+            raise PluginImportError(f"module {module} has no click command '{attr}' (for `mmeval {name}`)")
+        return command
 
 
 @click.group(cls=MMEvalGroup)
@@ -59,7 +85,8 @@ def main() -> None:
 @click.option("--model", required=True, help="Model name (see `mmeval list models`).")
 @click.option("--model-args", default="", help="k=v,... passed to the model (checkpoint=PATH_OR_ID, dtype=, ...).")
 @click.option("--tasks", required=True, help="Comma-separated task names (see `mmeval list tasks`).")
-@click.option("--protocol", default=None, help="llava | prismatic | lmms-eval (default: the model's own, where the task has it).")
+@click.option("--protocol", default=None,
+              help="llava | prismatic | lmms-eval (default: the model's own, where the task has it).")
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="Local data: a folder with one sub-folder per task, or one task's folder. Default: the hub.")
 @click.option("--limit", type=int, default=None, help="Evaluate only the first N documents of each task.")
@@ -68,7 +95,8 @@ def main() -> None:
 @click.option("--output", type=click.Path(path_type=Path), default=Path("results/runs"), show_default=True)
 @click.option("--run-name", default=None, help="Run folder name (default: model name + a hash of model and protocol).")
 @click.option("--task-args", default="", help="TASK.OPTION=VALUE,... e.g. mmvet.judge_model=gpt-4-0613")
-@click.option("--bootstrap", type=int, default=1000, show_default=True, help="Bootstrap resamples for 95% CIs (0: none).")
+@click.option("--bootstrap", type=int, default=1000, show_default=True,
+              help="Bootstrap resamples for 95% CIs (0: none).")
 @click.option("--allow-errors", is_flag=True, help="Exit 0 even when some samples failed (e.g. unreadable images).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--num-processes", type=int, default=1, show_default=True,
@@ -85,7 +113,8 @@ def run(model, model_args, tasks, protocol, data, limit, batch_size, device, out
     \b
     Example:
       mmeval run --model vl-mamba --model-args checkpoint=ckpt/vl-mamba --tasks pope,gqa --data data/
-      mmeval run --model cobra --tasks pope --device cuda --num-processes 2   # or: torchrun --nproc-per-node 2 -m mmeval run ...
+      mmeval run --model cobra --tasks pope --device cuda --num-processes 2
+      (the same: torchrun --nproc-per-node 2 -m mmeval run --model cobra --tasks pope --device cuda)
     """
     from mmeval.runner import RunConfig, Runner
 
@@ -122,7 +151,8 @@ def relaunch_with_torchrun(n: int) -> int:
             skip = True
         elif not a.startswith("--num-processes="):
             argv.append(a)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}", "-m", "mmeval", *argv]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}",
+           "-m", "mmeval", *argv]
     return subprocess.call(cmd)
 
 
@@ -193,26 +223,6 @@ def list_(what):
         for p in PROTOCOLS:
             click.echo(p)
 
-
-def _add_optional_commands() -> None:
-    """Commands owned by other modules (reports, finetune, bench, synth)."""
-    import importlib
-
-    commands = (("mmeval.report.commands", {"report": "report", "check": "check"}),
-                ("mmeval.benchmark.commands", {"bench": "bench"}),
-                ("mmeval.finetune.commands", {"finetune": "finetune_command"}),
-                ("mmeval.synth.commands", {"synth": "synth"}))
-    for module, names in commands:
-        try:
-            mod = importlib.import_module(module)
-        except ImportError:
-            continue
-        for name, attr in names.items():
-            if hasattr(mod, attr):
-                main.add_command(getattr(mod, attr), name=name)
-
-
-_add_optional_commands()
 
 if __name__ == "__main__":
     main()

@@ -23,3 +23,7 @@ class RunError(MMEvalError):
 
 class ModelArgsError(MMEvalError):
     """--model-args that do not fit together or name an unknown value."""
+
+
+class PluginImportError(MMEvalError):
+    """One of our own task, model-adapter or command modules (or a registered entry point) failed to import."""

@@ -4,7 +4,8 @@ Built-in tasks are the `Task` subclasses found in the modules of the top-level `
 built-in models the `Adapter` subclasses in `model_adapters/`; adding one is adding one module.
 Third-party packages plug in through the entry-point groups `mmeval.tasks` and `mmeval.models`
 (each entry point names a Task or Adapter subclass). Nothing is registered at import time: the
-maps are built on first use and cached.
+maps are built on first use and cached. A module that fails to import is an error naming it (not a
+task that silently goes missing): every dependency of the built-in modules is declared.
 """
 
 from __future__ import annotations
@@ -13,12 +14,19 @@ import functools
 import importlib
 import inspect
 import pkgutil
-import warnings
 from importlib.metadata import entry_points
 
 from mmeval.adapter import Adapter
-from mmeval.errors import UnknownNameError
+from mmeval.errors import PluginImportError, UnknownNameError
 from mmeval.task import PROTOCOLS, Task
+
+
+def import_or_fail(module_name: str):
+    """Import one of our own modules; an ImportError inside it becomes one line naming the module."""
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as exc:
+        raise PluginImportError(f"module {module_name} failed to import: {type(exc).__name__}: {exc}") from exc
 
 
 def _discover(package: str, base: type, group: str) -> dict[str, type]:
@@ -28,17 +36,17 @@ def _discover(package: str, base: type, group: str) -> dict[str, type]:
         if info.name.startswith("_"):
             continue
         module_name = f"{package}.{info.name}"
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:  # an optional dependency is missing: that entry is unavailable
-            warnings.warn(f"{module_name} not available: {exc}")
-            continue
+        module = import_or_fail(module_name)
         for _, cls in inspect.getmembers(module, inspect.isclass):
             if issubclass(cls, base) and cls.__module__ == module_name and not inspect.isabstract(cls) \
                     and getattr(cls, "name", None):
                 found[cls.name] = cls
     for ep in entry_points(group=group):
-        cls = ep.load()
+        try:
+            cls = ep.load()
+        except ImportError as exc:
+            raise PluginImportError(f"entry point {group}:{ep.name} -> {ep.value} failed to import: "
+                                    f"{type(exc).__name__}: {exc}") from exc
         if not (inspect.isclass(cls) and issubclass(cls, base)):
             raise TypeError(f"entry point {group}:{ep.name} -> {ep.value} is not a {base.__name__} subclass")
         found[getattr(cls, "name", ep.name)] = cls

@@ -1,49 +1,14 @@
 """The demo models: small VL-Mamba and Cobra models trained on CPU, in minutes, on the generated
 data, with the finetune module's loop (`mmeval.finetune.finetune`), and cached.
 
-What is built (`DemoConfig`): the finetune module's tiny towers (a 3-block SigLIP for VL-Mamba, 3-block
-DINOv2 + SigLIP for Cobra, both at 42 px in 14-px patches) with the VL-Mamba MLP connector / Cobra's
-fused GELU-MLP projector and a 2-layer, 64-wide Mamba LM, and a word-level tokenizer trained with
-`tokenizers` on the generated text (the fixed instruction sentences of the prompts are single
-tokens). Training follows the papers' two stages from random weights: alignment on captioned
-pictures (`captions.json`, the caption right after the picture), then instruction tuning on the
-generated questions (`train.json`) mixed with "Describe the image." conversations from the caption
-set. The image tokens come first and the prompt is exactly what each task sends. The vision towers
-stay random and frozen; the projector and the LM learn. `train_demo_models` trains the two side by
-side, one process and one core each.
-
-What makes a from-scratch model this small read the picture in minutes (measured with held-out
-questions asked with the right and with a shuffled picture, `bench/demo_probe.py`, and on the
-generated benchmarks; see docs/quickstart.md):
-
-- Captions keyed by shape and by colour (DEMO_VERSION 4): "circle red left, square none, triangle
-  blue right." and "blue triangle right, green none, red circle left, yellow none." beside the
-  left-to-right "2 shapes: red circle left, blue triangle right.". A question about one object
-  ("Is there a circle?", "What color is the square?") needs the LM to look the object up by the word
-  in the question -- an associative recall the SSM state has to learn. With left-to-right captions
-  only, each picture taught it once (one answer); keyed captions label every word with a lookup.
-  Same settings otherwise (batch 64 x 1,000 steps, CPU), held-out answers right with the picture:
-  GQA 35/48 -> 75/78 (VL-Mamba/Cobra), VQAv2 70/70 -> 94/98, VizWiz 66/65 -> 81/85, Cobra's POPE
-  54 -> 66 and MME 47 -> 62.
-- Batches of 64 (32 before), 1,300 steps: the yes/no answers need more pictures seen than the old
-  900 x 32 (at batch 32 they stayed at chance for 1,800 steps with left-to-right captions); from
-  1,000 to 1,300 steps held-out POPE went 55 -> 72 (VL-Mamba) and 66 -> 82 (Cobra). A CPU step of
-  64 costs twice one of 32, so the samples seen set the time; training the two models side by
-  side (one core each) pays for it on 2 cores.
-- The random towers are not the bottleneck: a linear probe on their patch tokens reads every
-  slot's colour and shape (~100 %). A long enough alignment stage is needed for the LM to name
-  *shapes* (the caption loss falls from ~0.4 to ~0.03 between ~300 and ~500 steps of batch 32).
-- Descriptions in stage 2 (`caption_mix`): without them the reading learned right after the picture
-  did not carry over the chat prompt to the answer.
-- 42-px towers in 14-px patches: 9 image tokens, one patch column per picture slot (the scan runs
-  token by token on CPU). Training the towers too (`trainable=vision+projector+lm`) made things worse.
-- Tried without gain at this budget: a wider (128) or deeper (3-4 layers) LM, d_state 16 or 4, a
-  constant or a doubled learning rate, fewer descriptions, a shorter alignment stage,
-  yes/no questions repeated. VSR (left of / right of, true or false) and the lettered-choice tasks
-  stay near chance; on the GPU, 3,000 batch-32 steps taught VSR in 2 of 4 runs.
-- Earlier choices, still needed: the Mamba step-size initialisation range 0.01-0.1 instead of
-  0.001-0.1 (the state then carries the picture over the prompt tokens between it and the answer),
-  and image tokens scaled at initialisation to the word embeddings' spread (`calibrate_projector`).
+`DemoConfig` holds what is built and how long it trains: the finetune module's tiny towers (random
+and frozen, 42 px in 14-px patches) with VL-Mamba's MLP connector / Cobra's fused GELU-MLP
+projector, a 2-layer 64-wide Mamba LM and a word-level tokenizer trained on the generated text.
+Training follows the papers' two stages from random weights: alignment on captioned pictures
+(`captions.json`), then instruction tuning on the generated questions (`train.json`) mixed with
+"Describe the image." conversations. `train_demo_models` trains the two side by side, one process
+and one core each. How these settings were found, with the measurements: docs/quickstart.md
+("How the settings were found").
 
 Cache: `<cache>/<model>/checkpoint/` holds the checkpoint in the model's released layout (what
 `--model-args checkpoint=` reads, tokenizer.json beside it; Cobra's towers in `vision/`) and

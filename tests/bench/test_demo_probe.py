@@ -26,7 +26,7 @@ def test_probe_scores_answers_with_the_right_and_a_shuffled_picture(tmp_path):
     from mmeval.synth import demo_models
 
     cfg = demo_models.DemoConfig(model="vl-mamba", steps=2, align_steps=2, train_scale=0.02, batch_size=4,
-                                 d_model=16, n_layer=1)
+                                 d_model=16, n_layer=1, caption_mix=16)
     ckpt = demo_models.train_demo_model(cfg, tmp_path / "cache", log=lambda m: None, progress=False)
     probe = _load_probe()
     out = tmp_path / "probe.json"

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from mmeval.distributed import shard_by_group
 from mmeval.types import Request
 
@@ -24,6 +26,7 @@ def test_shards_are_whole_groups_and_cover_everything():
     assert max(map(len, shards)) - min(map(len, shards)) <= 5  # balanced to within a group
 
 
+@pytest.mark.slow  # torchrun with two processes
 def test_two_process_gloo_run_equals_single_process(pope_data, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     base = [sys.executable, "-m", "mmeval", "run", "--model", "mock", "--tasks", "pope", "--data", str(pope_data),

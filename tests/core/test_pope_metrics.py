@@ -59,7 +59,7 @@ def test_auc_hand_worked():
 
 
 def test_auc_matches_sklearn_on_random_data():
-    sk = pytest.importorskip("sklearn.metrics")
+    import sklearn.metrics as sk
     rng = np.random.default_rng(0)
     for _ in range(20):
         y = rng.integers(0, 2, 50)
@@ -98,7 +98,7 @@ def test_prismatic_protocol_as_the_harness_computes():
 
 
 def test_lmms_eval_protocol_matches_lmms_eval_functions():
-    utils = pytest.importorskip("lmms_eval.tasks.pope.utils")
+    import lmms_eval.tasks.pope.utils as utils
     task = Pope()
     docs, preds = docs_and_preds()
     ours = task.aggregate([task.score(d, p, "lmms-eval") for d, p in zip(docs, preds)], "lmms-eval")

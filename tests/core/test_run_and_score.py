@@ -116,6 +116,7 @@ def test_changed_protocol_never_mixes_into_old_run(pope_data, tmp_path):
     assert len([d for d in out.iterdir() if d.is_dir()]) == 2
 
 
+@pytest.mark.slow  # three `mmeval run` subprocesses, one of them slowed down to be killed mid-run
 def test_kill_9_mid_run_then_resume_matches_uninterrupted(tmp_path):
     """A run killed with SIGKILL mid-way, re-run, ends with the metrics of a clean run."""
     from tests.conftest import pope_rows

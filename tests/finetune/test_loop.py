@@ -81,6 +81,7 @@ def test_resume_continues_the_same_loss_curve(tmp_path):
     assert torch.equal(a, b)
 
 
+@pytest.mark.slow  # torchrun with two processes
 def test_two_process_ddp_matches_one_process(tmp_path):
     data = eight_samples(tmp_path, text_only=4)  # image and text-only batches (unused projector under DDP)
     r1 = _recipe("cobra", per_device_batch_size=2, learning_rate="1e-2")  # 1 process x 4 accumulation steps
@@ -93,6 +94,7 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     assert (tmp_path / "two" / "checkpoints" / "latest-checkpoint.pt").is_file()
 
 
+@pytest.mark.slow  # torchrun with two processes
 def test_two_process_fsdp_matches_one_process(tmp_path):
     data = eight_samples(tmp_path)
     r1 = _recipe("cobra", per_device_batch_size=2, learning_rate="1e-2")

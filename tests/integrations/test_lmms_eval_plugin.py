@@ -15,12 +15,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from lmms_eval.api.instance import Instance
 
-pytest.importorskip("lmms_eval")
-
-from lmms_eval.api.instance import Instance  # noqa: E402
-
-from mmeval.types import GenerationConfig, Request  # noqa: E402
+from mmeval.types import GenerationConfig, Request
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRY_POINT = "mmeval = mmeval.integrations.lmms_eval_models:lmms_eval_manifests"
@@ -180,17 +177,9 @@ def _tiny_roundtrip(registered, name):
 
 
 def test_vl_mamba_tiny(registered):
-    try:
-        import model_adapters.vl_mamba  # noqa: F401
-    except ImportError as exc:
-        pytest.skip(f"vl-mamba adapter not available: {exc}")
     _tiny_roundtrip(registered, "vl_mamba")
 
 
 @pytest.mark.slow
 def test_cobra_tiny(registered):
-    try:
-        import model_adapters.cobra  # noqa: F401
-    except ImportError as exc:
-        pytest.skip(f"cobra adapter not available: {exc}")
     _tiny_roundtrip(registered, "cobra")

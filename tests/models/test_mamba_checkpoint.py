@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers
 
 sys.path.insert(0, str(Path(__file__).parent))
 from mamba_tiny import tiny_model
@@ -17,8 +18,6 @@ from mmeval.models.mamba import (
     load_tokenizer,
     save_mamba_lm,
 )
-
-transformers = pytest.importorskip("transformers")
 
 
 def hf_twin(model, **cfg_kw):

@@ -89,7 +89,7 @@ def test_prefix_reuse_generation_and_cuda_graph_fallback():
         assert got[b] == manual_greedy(m, torch.cat([prefix, q], 1), 5)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu
 @torch.no_grad()
 def test_cuda_graph_decoding_matches_eager():
     m = tiny_model(seed=9, noise=0.3).cuda()

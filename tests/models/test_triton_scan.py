@@ -10,8 +10,6 @@ import textwrap
 
 import pytest
 
-pytest.importorskip("triton")
-
 SCRIPT = textwrap.dedent("""
     import torch
     from mmeval.models.mamba import triton_scan
@@ -45,6 +43,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a subprocess importing torch and triton, then interpreting the kernel
 def test_short_scan_matches_reference_in_the_interpreter():
     env = dict(os.environ, TRITON_INTERPRET="1")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

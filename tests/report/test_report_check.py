@@ -154,7 +154,6 @@ def write_pope(res: Path, run: str, wrong: set[int]):
                                              (set(range(0, 300, 4)) | {1}, 0),
                                              (set(range(0, 200, 4)), 0)])
 def test_pope_f1_gate(tmp_path, cand_wrong, code):
-    pytest.importorskip("tasks.pope")
     write_pope(tmp_path, "base", set(range(0, 300, 4)))  # 75 wrong
     write_pope(tmp_path, "cand", cand_wrong)
     r = invoke(tmp_path / "base", tmp_path / "cand")

@@ -127,7 +127,7 @@ def test_demo_model_trains_caches_and_loads(tmp_path, family, monkeypatch):
     from mmeval.synth import demo_models
 
     monkeypatch.setitem(demo_models.DEMO_SETTINGS, family, dict(steps=2, align_steps=2, train_scale=0.02, batch_size=4,
-                                                                 d_model=16, n_layer=1))
+                                                                 d_model=16, n_layer=1, caption_mix=16))
     cfg = demo_models.demo_config(family)
     ckpt = demo_models.train_demo_model(cfg, tmp_path, log=lambda m: None, progress=False)
     assert demo_models.cached(cfg, tmp_path) == ckpt
@@ -136,13 +136,14 @@ def test_demo_model_trains_caches_and_loads(tmp_path, family, monkeypatch):
     assert adapter.tokenizer.eos_token == "<|endoftext|>"
 
 
+@pytest.mark.slow  # two rounds of two child processes, each importing torch and training
 def test_demo_models_train_side_by_side_in_child_processes(tmp_path):
     """With two cores the missing demo models train at once, one child process each (one thread
     each), on training data written once by the parent; the result is what training in-process
     caches, and a failing child is named in a one-line error."""
     from mmeval.synth import demo_models
 
-    tiny = dict(steps=2, align_steps=2, train_scale=0.02, batch_size=4, d_model=16, n_layer=1)
+    tiny = dict(steps=2, align_steps=2, train_scale=0.02, batch_size=4, d_model=16, n_layer=1, caption_mix=16)
     cfgs = [demo_models.DemoConfig(model=m, **tiny) for m in ("vl-mamba", "cobra")]
     lines: list[str] = []
     ckpts = demo_models.train_demo_models(cfgs, tmp_path, log=lines.append, cores=2)

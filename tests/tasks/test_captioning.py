@@ -16,8 +16,7 @@ from tasks.coco_caption import CocoCaption
 from tasks.nocaps import NoCaps
 from tasks.textcaps import TextCaps
 
-pytest.importorskip("pycocoevalcap")
-needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="pycocoevalcap's tokenizer/METEOR need Java")
+needs_java = pytest.mark.usefixtures("java")  # pycocoevalcap's PTB tokenizer and METEOR run on Java
 
 REFS = [
     ["A man riding a horse on a beach.", "A person on a horse near the ocean.", "Someone rides a horse on sand."],
@@ -253,7 +252,6 @@ def test_no_java_means_no_numbers(tmp_path, monkeypatch):
 @needs_java
 def test_tasks_match_lmms_eval_process_results_and_aggregation(tmp_path, monkeypatch):
     """Each task's aggregate equals lmms-eval's own process_results + aggregation on the same docs."""
-    pytest.importorskip("lmms_eval")
     import importlib
     from types import SimpleNamespace
 

@@ -9,15 +9,12 @@ import re
 
 import pytest
 
+from mmeval.types import ImageRef, Prediction
+from tasks.mmbench import MMBench
+from tasks.mme import MME
+from tasks.mmvet import MMVet
+from tasks.scienceqa_img import ScienceQAImg
 from tests.fake_judge import fake_endpoint
-
-pytest.importorskip("lmms_eval")
-
-from mmeval.types import ImageRef, Prediction  # noqa: E402
-from tasks.mmbench import MMBench  # noqa: E402
-from tasks.mme import MME  # noqa: E402
-from tasks.mmvet import MMVet  # noqa: E402
-from tasks.scienceqa_img import ScienceQAImg  # noqa: E402
 
 IMG = ImageRef(source="unused")
 

@@ -10,13 +10,12 @@ file helpers; gqa's utils import `datasets` but load nothing until gqa_process_d
 import copy
 from pathlib import Path
 
+import lmms_eval
 import pytest
+import yaml
 from PIL import Image
 
-lmms_eval = pytest.importorskip("lmms_eval")
-yaml = pytest.importorskip("yaml")
-
-from mmeval.types import Prediction  # noqa: E402
+from mmeval.types import Prediction
 
 TASKS_DIR = Path(lmms_eval.__file__).parent / "tasks"
 
