@@ -18,12 +18,14 @@ Protocols:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mmeval.data.external_ids import Mapper, check_same_question, has_llava_ids
+from mmeval.data.predictions import LLAVA, VLM_EVALUATION, PredictionLine
 from mmeval.data.sources import image_ref, read_lmms_lab
 from mmeval.data.writers import write_parquet
 from mmeval.errors import DataError
@@ -36,6 +38,9 @@ from tasks._common.prompts import SHORT_ANSWER
 COLUMNS = ("question_id", "question", "answer", "image_source", "image", "category")
 CATEGORIES = ("adversarial", "popular", "random")
 CANDIDATES = ("Yes", "No")
+# LLaVA's llava_pope_test.jsonl numbers POPE e3e3926's questions as offset + POPE's own id, the
+# category being question_id // 10_000_000 in this order
+LLAVA_CATEGORY_OFFSETS = ("adversarial", "random", "popular")
 
 
 class Pope(Task):
@@ -70,6 +75,29 @@ class Pope(Task):
     def write_layout(directory: Path, rows: Sequence[dict[str, Any]]) -> Path:
         """Write rows (the COLUMNS; image as PIL or encoded bytes) as lmms-lab's POPE parquet."""
         return write_parquet(directory, Pope.split, rows)
+
+    def doc_id_map(self, docs: Sequence[Doc], source: str) -> Mapper:
+        """LLaVA's answers (question ids in e3e3926 numbering, see LLAVA_CATEGORY_OFFSETS) and
+        vlm-evaluation's results (hashed ids: their metadata-full.json gives split and id) map to
+        "<category>/<POPE question id>"; the question must then be the document's ("imange" typos aside,
+        which one release has and the other not), so a file of another POPE release fails here."""
+        if source == LLAVA and not has_llava_ids(docs):
+            return self._checked_map(docs, _llava_doc_id, "prompt")
+        if source == VLM_EVALUATION:
+            return self._checked_map(docs, _vlm_doc_id, "question")
+        return super().doc_id_map(docs, source)
+
+    def _checked_map(self, docs: Sequence[Doc], doc_id: Callable[[PredictionLine], str | None], text: str) -> Mapper:
+        by_id = {d.doc_id: d for d in docs}
+
+        def mapper(line: PredictionLine) -> str | None:
+            doc = by_id.get(doc_id(line) or "")
+            if doc is not None:
+                check_same_question(self.name, line, doc, _untypo(doc.fields["question"]),
+                                    _untypo(line.context.get(text, "")), text)
+            return doc.doc_id if doc is not None else None
+
+        return mapper
 
     def request(self, doc: Doc, protocol: str) -> Request:
         self.check_protocol(protocol)
@@ -126,3 +154,22 @@ class Pope(Task):
     def ci_metrics(self, protocol: str) -> tuple[str, ...]:
         base = ("accuracy", "precision", "recall", "f1", "yes_ratio")
         return base + (("aucroc", "aucpr") if protocol == "prismatic" else ())
+
+
+def _untypo(text: str) -> str:
+    return str(text).replace("imange", "image")
+
+
+def _llava_doc_id(line: PredictionLine) -> str | None:
+    qid = line.key
+    if isinstance(qid, bool) or not isinstance(qid, int) or not 0 <= qid < 10_000_000 * len(LLAVA_CATEGORY_OFFSETS):
+        return None
+    return f"{LLAVA_CATEGORY_OFFSETS[qid // 10_000_000]}/{qid % 10_000_000}"
+
+
+def _vlm_doc_id(line: PredictionLine) -> str:
+    meta = line.context.get("metadata")
+    if not isinstance(meta, dict) or "split" not in meta or "split_question_id" not in meta:
+        raise DataError(f"{line.where}: vlm-evaluation names POPE questions by a hash of split and id; give its "
+                        "datasets/pope/metadata-full.json with --metadata (it maps the hash to split and question id)")
+    return f"{meta['split']}/{meta['split_question_id']}"
