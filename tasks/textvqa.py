@@ -36,10 +36,13 @@ Headline: `accuracy` (percent).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mmeval.data.external_ids import Mapper, has_llava_ids
+from mmeval.data.predictions import LLAVA, PredictionLine
 from mmeval.data.sources import find_path, has_parquet, image_ref, read_json, read_jsonl, read_lmms_lab
 from mmeval.errors import DataError
 from mmeval.metrics.vqa import evalai_answer, m4c_accuracy
@@ -58,6 +61,24 @@ LLAVA_QUESTION_FILE = "llava_textvqa_val_v051_ocr.jsonl"
 
 def ocr_line(tokens: Sequence[str]) -> str:
     return f"{OCR_MARK} {', '.join(str(t) for t in tokens)}"
+
+
+def llava_answer_question(prompt: Any) -> str | None:
+    """The question of a LLaVA answer's prompt, lower-cased: eval_textvqa.py's prompt_processor
+    (haotian-liu/LLaVA 32cebc38), None where it would fail."""
+    if not isinstance(prompt, str):
+        return None
+    lines = prompt.split("\n")
+    if prompt.startswith("OCR tokens: "):
+        match = re.search(r"Question: (.*?) Short answer:", prompt, re.DOTALL)
+        question = match.group(1) if match else None
+    elif "Reference OCR token: " in prompt and len(lines) == 3:
+        question = lines[1] if prompt.startswith("Reference OCR token:") else lines[0]
+    elif len(lines) == 2:
+        question = lines[0]
+    else:
+        question = None
+    return None if question is None else question.lower()
 
 
 class TextVQA(AccuracyHeadline, Task):
@@ -137,6 +158,24 @@ class TextVQA(AccuracyHeadline, Task):
         if llava_prompt is not None:
             fields["llava_prompt"] = llava_prompt
         return Doc(doc_id=str(qid), fields=fields, target=answers or None, images=(image,), group_key=str(image_id))
+
+    # -- other harnesses' predictions
+    def doc_id_map(self, docs: Sequence[Doc], source: str) -> Mapper:
+        """LLaVA's answers name a question by its image id and prompt: joined on (image id, question
+        lower-cased) as eval_textvqa.py joins them to TextVQA_0.5.1_val.json."""
+        if source != LLAVA or has_llava_ids(docs):
+            return super().doc_id_map(docs, source)
+        by_key = {(str(d.fields["image_id"]), d.fields["question"].lower()): d.doc_id for d in docs}
+
+        def mapper(line: PredictionLine) -> str | None:
+            question = llava_answer_question(line.context.get("prompt"))
+            return None if question is None else by_key.get((str(line.key), question))
+
+        return mapper
+
+    def prediction_variant(self, protocol: str) -> str:
+        """vlm-evaluation's TextVQA results hold an answer with and one without OCR tokens."""
+        return "ocr" if self.use_ocr(protocol) else "no_ocr"
 
     # -- protocol
     def _ocr_text(self, doc: Doc) -> str:
