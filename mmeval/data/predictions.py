@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmeval.data.sources import read_json
 from mmeval.errors import DataError
 
 MMEVAL, LLAVA, LMMS_EVAL, VLM_EVALUATION = "mmeval", "llava", "lmms-eval", "vlm-evaluation"
@@ -253,12 +254,7 @@ def _ge(a: Any, b: Any) -> bool:
 def _attach_vlm_metadata(pf: PredictionFile, metadata: Path) -> None:
     """vlm-evaluation's `metadata-full.json` ({qid: {question_id, question, img_path, answer, split,
     split_question_id}}): each result line gets its entry under context['metadata']."""
-    if not metadata.is_file():
-        raise DataError(f"--metadata {metadata}: no such file")
-    try:
-        meta = json.loads(metadata.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"--metadata {metadata}: not valid JSON ({exc})") from exc
+    meta = read_json(Path(metadata), "--metadata, vlm-evaluation's dataset metadata")
     if not isinstance(meta, dict) or not all(isinstance(v, dict) for v in meta.values()):
         raise DataError(f"--metadata {metadata}: expected vlm-evaluation's metadata, an object of "
                         "question id -> {question_id, split, ...}")
