@@ -428,12 +428,18 @@ def scatter_svg(points: Sequence[tuple[float, float, str, str]], xlabel: str, yl
     out.append(f'<text x="{left + pw / 2}" y="{height - 4}" text-anchor="middle" class="lab">{esc(xlabel)}</text>'
                f'<text transform="translate(11 {top + ph / 2}) rotate(-90)" text-anchor="middle" class="lab">'
                f"{esc(ylabel)}</text>")
+    placed: list[tuple[float, float, float]] = []  # label boxes so far: (left, right, baseline)
     for x, y, label, colour in points:
-        anchor = "end" if px(x) > left + pw * 0.7 else "start"
-        dx = -6 if anchor == "end" else 6
+        anchor = "end" if px(x) + 6 + 6 * len(label) > width - 2 else "start"  # to the right unless clipped
+        lx = px(x) + (-6 if anchor == "end" else 6)
+        x_lo, x_hi = (lx - 6 * len(label), lx) if anchor == "end" else (lx, lx + 6 * len(label))
+        ly = py(y) - 6
+        while any(a < x_hi and x_lo < b and abs(ly - base) < 11 for a, b, base in placed):
+            ly += 12  # one label under the other instead of on top of it
+        placed.append((x_lo, x_hi, ly))
         out.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="4.5" fill="{colour}"><title>{esc(label)}: '
                    f"{esc(ylabel)} {format_value(y)}, {esc(xlabel)} {x:.4g}</title></circle>"
-                   f'<text x="{px(x) + dx:.1f}" y="{py(y) - 6:.1f}" text-anchor="{anchor}">{esc(label)}</text>')
+                   f'<text x="{lx:.1f}" y="{ly:.1f}" text-anchor="{anchor}">{esc(label)}</text>')
     out.append("</svg>")
     return "".join(out)
 

@@ -132,6 +132,9 @@ def test_scatter_ticks_are_round_and_printed_exactly():
     assert ">52.5</text>" in svg and ">100</text>" in svg and ">400</text>" in svg
     xs = [float(x) for x in re.findall(r'<circle cx="([\d.]+)"', svg)]
     assert xs[0] < xs[1]  # the faster run is to the right
+    twins = report_html.scatter_svg([(5.0, 50.0, "run_a", "#111"), (5.0, 50.0, "run_b", "#222")], "x", "y")
+    baselines = re.findall(r'<text x="[\d.]+" y="([\d.]+)" text-anchor="\w+">run_', twins)
+    assert len(set(baselines)) == 2  # labels of coinciding points do not overlap
 
 
 # --------------------------------------------------------------------------- ablation grids
@@ -373,11 +376,13 @@ def test_page_renders_in_headless_chromium(tmp_path, monkeypatch):
     assert 'class="probs"' in wrong  # VSR under prismatic scores candidates: their probabilities are shown
 
     shot = tmp_path / "report.png"
-    run_chromium([f"--screenshot={shot}", "--window-size=1400,5200", page.as_uri()], profile)
+    # the whole page, with the browser filtered to a few VSR cards (image, candidates' probabilities)
+    run_chromium([f"--screenshot={shot}", "--window-size=1400,4800", page.as_uri() + "?task=vsr&run=mock_s0"],
+                 profile)
     from PIL import Image, ImageStat
 
     img = Image.open(shot)
-    assert img.size == (1400, 5200)
+    assert img.size == (1400, 4800)
     assert max(ImageStat.Stat(img.convert("L")).stddev) > 20  # not a blank page
     if os.environ.get("MMEVAL_REPORT_SCREENSHOT"):
         shutil.copy(shot, os.environ["MMEVAL_REPORT_SCREENSHOT"])
