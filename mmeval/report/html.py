@@ -30,10 +30,11 @@ from mmeval.report.ablation import Grid, build_grid, grid_table
 from mmeval.report.efficiency import AXES, efficiency_rows, efficiency_table
 from mmeval.report.html_assets import CSS, JS
 from mmeval.report.loading import ResultError, TaskResult, as_number, format_value, load_results, load_samples
+from mmeval.report.published import PAPERS as PUBLISHED_PAPERS
 from mmeval.report.render import Table
 
 REPORT_NAME = "report.html"
-PAPERS = ("vl-mamba", "cobra")
+PAPERS = tuple(PUBLISHED_PAPERS)  # every paper with a published table gets its table on the page
 SERIES_COLOURS = ("#3b6fb6", "#e07b39", "#3a9a5b", "#a44ca8", "#c9a227", "#5b6b7d", "#d1495b", "#2a9d8f")
 #: per-sample fields that name a sample's category, in order of preference (POPE split, MME subtask,
 #: MMBench category, VSR relation, VQA answer type)
@@ -585,7 +586,7 @@ def sample_browser_data(results: Sequence[TaskResult], per_task: int, data: Path
     """The JSON the page's sample browser reads: samples (capped per run and task), images by key, notes."""
     task_args = task_args or {}
     out: dict[str, Any] = {"samples": [], "images": {}, "files": [], "per_task": per_task}
-    doc_images: dict[str, DocImages] = {}
+    doc_images: dict[tuple[str, str], DocImages] = {}  # (task, recorded data provenance) -> its documents' images
     for r in sorted(results, key=lambda r: (r.task, r.run)):
         entry = {"run": r.run, "task": r.task, "total": 0, "shown": 0, "note": ""}
         out["files"].append(entry)
@@ -599,9 +600,10 @@ def sample_browser_data(results: Sequence[TaskResult], per_task: int, data: Path
             continue
         chosen = pick_samples(samples, per_task)
         entry["total"], entry["shown"] = len(samples), len(chosen)
-        if images and chosen and r.task not in doc_images:
-            doc_images[r.task] = load_doc_images(r, data, task_args)
-        imgs = doc_images.get(r.task, DocImages(note="images not embedded (--no-images)"))
+        source = (r.task, json.dumps(r.data.get("data"), sort_keys=True, default=str))
+        if images and chosen and source not in doc_images:
+            doc_images[source] = load_doc_images(r, data, task_args)
+        imgs = doc_images.get(source, DocImages(note="images not embedded (--no-images)"))
         entry["note"] = imgs.note
         for s in chosen:
             outcome, score = outcome_of(s.get("scores"))
