@@ -6,8 +6,8 @@ and memory, and a browser of samples with thumbnails of their images.  The page 
 network: CSS and JS are inline (``html_assets``), images are data URIs.
 
 The numbers come from the table modules (``paper_table``, ``ablation``, ``efficiency``); this
-module only turns their data into HTML.  The seam for richer paper rows is :func:`paper_view`:
-every cell there is a :class:`Cell` (text, value, interval, mark, footnote).
+module only turns their data into HTML.  Paper cells are ``cells.Cell`` (text, value, interval,
+comparability mark and footnote); :func:`table_html` renders any ``render.Table`` with them.
 """
 
 from __future__ import annotations
@@ -21,20 +21,22 @@ import math
 import os
 import tempfile
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmeval.report.ablation import Grid, build_grid, grid_table
+from mmeval.report.ablation import Grid, ablation_display, build_grid, grid_table, paper_ablation
+from mmeval.report.cells import Cell
+from mmeval.report.comparability import task_options
 from mmeval.report.efficiency import AXES, efficiency_rows, efficiency_table
 from mmeval.report.html_assets import CSS, JS
 from mmeval.report.loading import ResultError, TaskResult, as_number, format_value, load_results, load_samples
-from mmeval.report.published import PAPERS as PUBLISHED_PAPERS
-from mmeval.report.render import Table
+from mmeval.report.paper_table import PaperTable, display_table, paper_table
+from mmeval.report.published import ABLATION_TABLES, MAIN_TABLES, paper_versions
+from mmeval.report.render import Table, footnote_mark
 
 REPORT_NAME = "report.html"
-PAPERS = tuple(PUBLISHED_PAPERS)  # every paper with a published table gets its table on the page
 SERIES_COLOURS = ("#3b6fb6", "#e07b39", "#3a9a5b", "#a44ca8", "#c9a227", "#5b6b7d", "#d1495b", "#2a9d8f")
 #: per-sample fields that name a sample's category, in order of preference (POPE split, MME subtask,
 #: MMBench category, VSR relation, VQA answer type)
@@ -46,114 +48,90 @@ def esc(x: Any) -> str:
     return html.escape("" if x is None else str(x), quote=True)
 
 
-# =========================================================================== paper tables
-@dataclass
-class Cell:
-    """One displayed cell: the printed text, and for metric cells the number, its 95% interval and
-    a comparability mark with its footnote (empty when the cell is comparable or published)."""
-
-    text: str
-    value: float | None = None
-    interval: tuple[float, float] | None = None
-    mark: str = ""
-    footnote: str = ""
-    metric: bool = False
-
-
-@dataclass
-class PaperView:
-    key: str
-    caption: str
-    header: list[str]
-    rows: list[list[Cell]]
-    measured: list[bool]
-    notes: list[str]
-    message: str = ""  # said in words when there is no measured row
-
-
-def paper_view(paper: str, results: str | Path | None, published_dir: str | Path | None = None) -> PaperView:
-    """The paper's table as cells.  Text, header, caption and notes come from ``build_table`` (so any
-    change there shows here); intervals from the rows' ``ci``; marks and footnotes from the rows'
-    optional ``marks`` / ``footnotes`` dicts (column -> text), which is where comparability marks
-    drop in."""
-    from mmeval.report.loading import load_table
-    from mmeval.report.paper_table import build_table
-
-    spec, rows = load_table(paper, results, published_dir)
-    table = build_table(spec, rows)
-    out_rows = []
-    for row, texts in zip(rows, table.rows, strict=True):
-        marks = getattr(row, "marks", None) or {}
-        footnotes = getattr(row, "footnotes", None) or {}
-        cells = []
-        for name, text in zip(table.header, texts, strict=True):
-            if name not in spec.columns:
-                cells.append(Cell(text))
-                continue
-            mark, note = marks.get(name, ""), footnotes.get(name, "")
-            if note and not mark:
-                mark = "\u2020"
-            cells.append(Cell(text, row.values.get(name), row.ci.get(name) if text else None, mark, note, True))
-        out_rows.append(cells)
-    measured = [r.source == "measured" for r in rows]
-    message = ""
-    if not any(measured):
-        message = (f"No measured row: no run under {results or '(no results folder)'} has any of this table's tasks "
-                   f"({', '.join(sorted(set(spec.columns.values())))}) under protocol {spec.protocol!r}. "
-                   "Only the published rows are shown.")
-    return PaperView(spec.key, table.caption, list(table.header), out_rows, measured, list(table.notes), message)
-
-
-def _paper_html(v: PaperView) -> str:
-    marks: dict[tuple[str, str], None] = {}
-    head = "".join(f'<th class="num">{esc(h)}</th>' if v.rows and v.rows[0][j].metric else f"<th>{esc(h)}</th>"
-                   for j, h in enumerate(v.header))
-    body = []
-    for i, (cells, measured) in enumerate(zip(v.rows, v.measured, strict=True)):
-        classes = (["measured"] if measured else []) + (["rule"] if measured and i and not v.measured[i - 1] else [])
-        tds = []
-        for j, c in enumerate(cells):
-            if v.header[j] == "source":
-                tds.append(f'<td><span class="pill{" measured" if measured else ""}">{esc(c.text)}</span></td>')
-                continue
-            if not c.metric:
-                tds.append(f"<td>{esc(c.text)}</td>")
-                continue
-            inner = esc(c.text)
-            if c.mark and c.text:
-                marks[(c.mark, c.footnote)] = None
-                inner += f'<sup class="mark" title="{esc(c.footnote)}">{esc(c.mark)}</sup>'
-            if c.interval and c.text:
-                inner += f'<span class="ci">[{format_value(c.interval[0])}, {format_value(c.interval[1])}]</span>'
-            tds.append(f'<td class="num">{inner}</td>')
-        body.append(f'<tr class="{" ".join(classes)}">{"".join(tds)}</tr>')
-    notes = [f"<li><sup>{esc(m)}</sup> {esc(n)}</li>" for m, n in marks if n]
-    notes += [f"<li>{esc(n)}</li>" for n in v.notes]
-    notes.append("<li>Measured cells show the bootstrap 95% interval below the value, where the result file "
-                 "has one (ci95).</li>")
-    msg = f'<p class="notice empty">{esc(v.message)}</p>' if v.message else ""
-    return (f'<h3 id="paper-{esc(v.key)}">{esc(v.caption)}</h3>{msg}<div class="scroll"><table class="t paper">'
-            f'<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
-            f'<ul class="notes">{"".join(notes)}</ul>')
-
-
-# =========================================================================== plain tables
-def table_html(t: Table, cls: str = "t") -> str:
-    """A render.Table as an HTML table (bold = best, numeric columns right-aligned, notes below)."""
+# =========================================================================== tables
+def table_html(t: Table, cells: dict[tuple[int, int], Cell] | None = None, measured: Iterable[int] = (),
+               cls: str = "t") -> str:
+    """A render.Table as HTML: bold = best, numeric columns right-aligned, marks as superscripts with
+    their footnotes below, and -- where ``cells`` gives a position's :class:`~mmeval.report.cells.Cell`
+    -- the value with its 95% interval under it.  ``measured`` rows are tinted; a "source" column is a pill."""
+    cells, measured = cells or {}, set(measured)
     head = "".join(f'<th class="num">{esc(h)}</th>' if j in t.numeric else f"<th>{esc(h)}</th>"
                    for j, h in enumerate(t.header))
     body = []
     for i, row in enumerate(t.rows):
         tds = []
-        for j, c in enumerate(row):
-            text = f"<strong>{esc(c)}</strong>" if (i, j) in t.bold and c else esc(c)
-            tds.append(f'<td class="num">{text}</td>' if j in t.numeric else f"<td>{text}</td>")
-        rule = ' class="rule"' if i in t.rules_before and i else ""
-        body.append(f"<tr{rule}>{''.join(tds)}</tr>")
+        for j, text in enumerate(row):
+            cell = cells.get((i, j))
+            inner = esc(cell.text if cell is not None else text)
+            if (i, j) in t.bold and inner:
+                inner = f"<strong>{inner}</strong>"
+            if t.header[j] == "source" and text:
+                inner = f'<span class="pill{" measured" if i in measured else ""}">{inner}</span>'
+            mark = t.marks.get((i, j), "")
+            title = ""
+            if mark:
+                inner += f'<sup class="mark">{esc(mark)}</sup>'
+                title = f' title="{esc(cell.footnote)}"' if cell is not None and cell.footnote else ""
+            if cell is not None and cell.text and cell.interval is not None:
+                lo, hi = cell.interval
+                inner += f'<span class="ci">[{format_value(lo)}, {format_value(hi)}]</span>'
+            tds.append(f'<td class="num"{title}>{inner}</td>' if j in t.numeric else f"<td{title}>{inner}</td>")
+        classes = (["measured"] if i in measured else []) + (["rule"] if i in t.rules_before and i else [])
+        body.append(f'<tr class="{" ".join(classes)}">{"".join(tds)}</tr>' if classes else f"<tr>{''.join(tds)}</tr>")
     cap = f"<caption>{esc(t.caption)}</caption>" if t.caption else ""
-    notes = f'<ul class="notes">{"".join(f"<li>{esc(n)}</li>" for n in t.notes)}</ul>' if t.notes else ""
+    notes = [f'<li><sup class="mark">{esc(footnote_mark(k))}</sup> {esc(n)}</li>' for k, n in enumerate(t.footnotes, 1)]
+    notes += [f"<li>{esc(n)}</li>" for n in t.notes]
     return (f'<div class="scroll"><table class="{cls}">{cap}<thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table></div>{notes}')
+            f'<tbody>{"".join(body)}</tbody></table></div>'
+            + (f'<ul class="notes">{"".join(notes)}</ul>' if notes else ""))
+
+
+# =========================================================================== paper tables
+def paper_table_html(pt: PaperTable) -> str:
+    """One paper version's main table: the printed rows, then our measured rows with their intervals
+    and comparability marks (the cells ``paper_table`` computed; ``display_table`` lays them out)."""
+    t = display_table(pt)
+    first = t.header.index(pt.spec.metric_columns[0]) if pt.spec.metric_columns else 0
+    cells = {(i, first + j): r.cells[c] for i, r in enumerate(pt.rows) for j, c in enumerate(pt.spec.metric_columns)
+             if r.source == "measured"}
+    measured = {i for i, r in enumerate(pt.rows) if r.source == "measured"}
+    caption, t.caption = t.caption, ""
+    msg = ""
+    if not measured:
+        msg = (f'<p class="notice empty">No measured row: no run has any of this table\'s tasks '
+               f"({esc(', '.join(sorted(set(pt.spec.columns.values()))))}) under protocol "
+               f"{esc(pt.spec.protocol)}. Only the published rows are shown.</p>")
+    t.notes.append("Measured cells show the bootstrap 95% interval below the value, where the result file has one; "
+                   "hover a marked cell for what differs from the paper.")
+    return f'<h3 id="paper-{esc(pt.spec.stem)}">{esc(caption)}</h3>{msg}{table_html(t, cells, measured, "t paper")}'
+
+
+def papers_html(results: Path | None, published_dir: Path | None) -> str:
+    """Every paper's main table in every version we hold (the default version first)."""
+    return "".join(paper_table_html(paper_table(paper, results, version, published_dir))
+                   for paper in MAIN_TABLES for version in paper_versions(paper))
+
+
+def paper_ablations_html(results: Path | None, published_dir: Path | None) -> str:
+    """The papers' ablation tables, each published row with our runs of its configuration beneath
+    (``ablation.paper_ablation``); open when a run matches, folded otherwise."""
+    parts = []
+    for paper in ABLATION_TABLES:
+        pa = paper_ablation(paper, results, published_dir=published_dir)
+        for table in pa.tables:
+            t = ablation_display(pa, table)
+            first = 2 + len(table.config_columns)  # ablation_display: axis, config..., source, metrics..., runs
+            cells = {(i, first + j): r.cells[c] for i, r in enumerate(table.rows) for j, c in enumerate(table.columns)
+                     if r.source == "measured"}
+            for (i, j), cell in cells.items():  # the renderer puts the interval under the value
+                t.rows[i][j] = cell.text
+            measured = {i for i, r in enumerate(table.rows) if r.source == "measured"}
+            t.caption = ""  # the summary line says it
+            state = " open" if measured else ""
+            count = f"{len(measured)} measured row(s)" if measured else "no run matches a configuration"
+            parts.append(f"<details{state}><summary>{esc(pa.caption(table))} — {count}</summary>"
+                         f"{table_html(t, cells, measured, 't paper-ablation')}</details>")
+    return "".join(parts)
 
 
 # =========================================================================== ablation grids
@@ -546,7 +524,8 @@ def load_doc_images(r: TaskResult, data: Path | None, task_args: dict[str, dict[
         folder, note = _task_data_dir(r, data)
         if folder is None:
             return DocImages(note=note)
-        options = dict(task_args.get(r.task, {}))
+        # the options the docs were read with: as given here, else as the result file records them
+        options = dict(task_args[r.task]) if r.task in task_args else dict(task_options(r) or {})
         split = (r.data.get("data") or {}).get("split") if isinstance(r.data.get("data"), dict) else None
         if split and "split" not in options:
             options["split"] = str(split)
@@ -669,7 +648,6 @@ class ReportInputs:
     per_task: int = 24
     images: bool = True
     axes: list[str] | None = None
-    papers: tuple[str, ...] = PAPERS
     published_dir: Path | None = None
 
 
@@ -687,13 +665,19 @@ def build_report(inp: ReportInputs) -> str:
         banner = ""
 
     sections = []
-    papers = "".join(_paper_html(paper_view(p, inp.results if results else None, inp.published_dir))
-                     for p in inp.papers)
+    measured = inp.results if results else None
     sections.append(("papers", "Paper tables",
-                     '<p class="lead">Each paper\'s main table as printed, then our measured rows (blue) for runs '
-                     "with that paper's protocol.</p>" + papers))
+                     '<p class="lead">Each paper\'s main table as printed (every version we hold), then our '
+                     "measured rows (blue) for runs with that paper's protocol; a marked cell (†k) was not computed "
+                     "on the paper's data release, split or protocol, and footnote k says what differs.</p>"
+                     + papers_html(measured, inp.published_dir)))
     groups, messages = ablation_groups(results, inp.axes)
-    abl = "".join(f'<p class="notice empty">{esc(m)}</p>' for m in messages) + "".join(map(_ablation_html, groups))
+    abl = ('<p class="lead">Our runs of one model, pivoted on the model arguments that differ between them '
+           "(rows), one column per benchmark.</p>"
+           + "".join(f'<p class="notice empty">{esc(m)}</p>' for m in messages) + "".join(map(_ablation_html, groups)))
+    abl += ("<h3>The papers' ablation tables</h3><p class=\"lead\">Each published row, and beneath it our runs of "
+            "the same configuration (matched axis by axis), with intervals, marks, and whether the paper's ranking "
+            "holds.</p>" + paper_ablations_html(measured, inp.published_dir))
     sections.append(("ablation", "Ablation grids", abl))
     colours = {run: SERIES_COLOURS[i % len(SERIES_COLOURS)] for i, run in enumerate(runs)}
     no_runs = '<p class="notice empty">No runs: nothing to show here.</p>'

@@ -31,6 +31,7 @@ table.t th { background:#f0f3f7; text-align:left; font-weight:600; border-bottom
 table.t td.num, table.t th.num { text-align:right; font-variant-numeric:tabular-nums; }
 table.t tr.rule td { border-top:2px solid #9aa5b1; }
 table.t tr.measured td { background:var(--meas); }
+table.paper-ablation td.num { white-space:normal; min-width:5.5em; }  /* the ranking row's verdicts wrap */
 table.t .ci { display:block; color:var(--muted); font-size:11px; }
 table.t sup.mark { color:#b3261e; font-weight:700; margin-left:1px; }
 .pill { display:inline-block; font-size:11px; padding:0 6px; border-radius:9px; background:#e3e8ee; color:#334; }

@@ -23,11 +23,11 @@ from mmeval.report.html import (
     build_report,
     category_charts,
     outcome_of,
-    paper_view,
     pick_samples,
     sample_browser_data,
 )
 from mmeval.report.loading import load_results, load_samples
+from mmeval.report.paper_table import paper_table
 from mmeval.types import ImageRef
 from tests.report._report_helpers import binary_samples, write_task
 
@@ -50,48 +50,56 @@ def _decoded_size(uri: str) -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------- paper tables
-def test_paper_view_keeps_published_text_and_adds_measured_intervals(tmp_path):
+def _rows_of(page: str, table_class: str) -> list[str]:
+    table = page[page.index(f'<table class="{table_class}">'):]
+    return re.findall(r"<tr[^>]*>.*?</tr>", table[:table.index("</table>")])
+
+
+def test_paper_table_shows_printed_rows_then_measured_cells_with_intervals_and_marks(tmp_path):
     res = tmp_path / "results"
     write_task(res, "vlm_a", "pope", headline="f1", metrics={"f1": 85.34}, ci95={"f1": [84.12, 86.44]})
     write_task(res, "vlm_a", "gqa", metrics={"accuracy": 56.07})  # no interval recorded
-    v = paper_view("vl-mamba", res)
-    assert v.message == ""
-    label = v.header.index("method")
-    pope, gqa, mme = v.header.index("pope"), v.header.index("gqa"), v.header.index("mme")
-    measured = [cells for cells, m in zip(v.rows, v.measured, strict=True) if m]
-    assert len(measured) == 1 and measured[0][label].text == "vl-mamba"
-    assert measured[0][pope].text == "85.3" and measured[0][pope].interval == (84.12, 86.44)
-    assert measured[0][gqa].text == "56.1" and measured[0][gqa].interval is None
-    assert measured[0][mme].text == "" and measured[0][mme].value is None
-    published = {cells[label].text: cells for cells, m in zip(v.rows, v.measured, strict=True) if not m}
-    assert published["VL-Mamba"][pope].text == "84.4" and published["VL-Mamba"][pope].interval is None
-    page = report_html._paper_html(v)
-    assert "85.3" in page and "[84.1, 86.4]" in page and 'class="measured' in page
+    pt = paper_table("vl-mamba", res)
+    page = report_html.paper_table_html(pt)
+    rows = _rows_of(page, "t paper")
+    assert len(rows) == 1 + len(pt.rows)  # header + one per row
+    published = next(r for r in rows if "<td>VL-Mamba</td>" in r)
+    assert ">84.4<" in published and 'class="ci"' not in published  # as printed, no interval
+    (measured,) = [r for r in rows if 'class="measured' in r]
+    assert "<td>vl-mamba</td>" in measured and "measured here" in measured
+    # the value, its mark and its interval; GQA without one
+    assert re.search(r'>85\.3<sup class="mark">†\d+</sup><span class="ci">\[84\.1, 86\.4\]</span>', measured)
+    assert re.search(r'>56\.1<sup class="mark">†\d+</sup></td>', measured)
+    # these result files record no data source: every measured cell is marked, its footnote listed
+    # under the table and shown on the cell
+    assert pt.footnotes and all(f"{n}</li>" in page for n in pt.footnotes)
+    assert f'title="{_html.escape(pt.footnotes[0])}"' in measured
+    assert any("data source not recorded" in n for n in pt.footnotes)
 
 
-def test_comparability_marks_and_footnotes_drop_in(tmp_path, monkeypatch):
-    """The seam for the comparability work: a row's marks/footnotes dicts become a superscript and a note."""
-    from mmeval.report import loading
+def test_every_paper_version_is_on_the_page_and_no_run_is_said():
+    from mmeval.report.published import MAIN_TABLES
 
+    page = report_html.papers_html(None, None)
+    n_tables = sum(len(v) for v in MAIN_TABLES.values())
+    assert page.count('class="t paper"') == n_tables >= 3  # VL-Mamba, Cobra v4 and v1
+    assert page.count("No measured row: no run has any of this table") == n_tables
+
+
+def test_paper_ablation_rows_get_our_run_of_their_configuration(tmp_path):
     res = tmp_path / "results"
-    write_task(res, "vlm_a", "pope", headline="f1", metrics={"f1": 85.34}, ci95={"f1": [84.12, 86.44]})
-    real = loading.load_table
-
-    def marked(paper, results=None, published_dir=None):
-        spec, rows = real(paper, results, published_dir)
-        for r in rows:
-            if r.source == "measured":
-                r.marks = {"pope": "\u2021"}
-                r.footnotes = {"pope": "computed on lmms-lab/POPE, not pope-original@e3e3926"}
-        return spec, rows
-
-    monkeypatch.setattr(loading, "load_table", marked)
-    v = paper_view("vl-mamba", res)
-    cell = [c for c, m in zip(v.rows, v.measured, strict=True) if m][0][v.header.index("pope")]
-    assert (cell.mark, cell.footnote) == ("\u2021", "computed on lmms-lab/POPE, not pope-original@e3e3926")
-    page = report_html._paper_html(v)
-    assert '<sup class="mark"' in page and "\u2021" in page
-    assert "computed on lmms-lab/POPE, not pope-original@e3e3926</li>" in page
+    args = {"encoder": "clip", "mmc": "mlp", "llm": "mamba-1.4b"}  # VL-Mamba Table 2, first row
+    write_task(res, "vlm_14b", "pope", headline="f1", metrics={"f1": 83.21}, ci95={"f1": [82.0, 84.4]}, args=args)
+    page = report_html.paper_ablations_html(res, None)
+    blocks = re.findall(r"<details( open)?><summary>(.*?)</summary>(.*?)</details>", page, re.S)
+    opened = [b for b in blocks if b[0]]
+    assert len(opened) == 1 and "Table 2" in opened[0][1] and "1 measured row(s)" in opened[0][1]
+    assert all("no run matches a configuration" in b[1] for b in blocks if not b[0])
+    rows = re.findall(r"<tr[^>]*>.*?</tr>", opened[0][2])
+    i = next(k for k, r in enumerate(rows) if 'class="measured' in r)
+    assert "<td>mamba-1.4b</td>" in rows[i - 1] and ">84.5<" in rows[i - 1]  # the paper's row above ours
+    assert re.search(r'>83\.2(<sup class="mark">†\d+</sup>)?<span class="ci">\[82\.0, 84\.4\]</span>', rows[i])
+    assert "vlm_14b" in rows[i]
 
 
 # --------------------------------------------------------------------------- per-category bars
@@ -172,7 +180,7 @@ def test_a_folder_without_runs_is_said_in_words(tmp_path):
     empty.mkdir()
     page = build_report(ReportInputs(results=empty))
     assert f"No runs under {empty}" in page
-    assert page.count("No measured row: no run under") == 2  # one per paper table
+    assert "No measured row: no run has any of this table" in page
     assert "No runs: there is nothing to pivot." in page and "No samples to browse" in page
     assert 'class="t grid"' not in page
     assert "<svg" not in page
@@ -305,7 +313,7 @@ def test_page_from_fixture_files_in_chromium(tmp_path, monkeypatch):
     assert 'data-js="ready"' in dom
     for section in ("papers", "ablation", "categories", "efficiency", "samples"):
         assert f'<section class="report" id="{section}">' in dom, section
-    assert dom.count('class="t paper"') == 2 and 'class="t grid"' in dom and "<svg" in dom
+    assert dom.count('class="t paper"') >= 3 and 'class="t grid"' in dom and "<svg" in dom
     cards = re.findall(r'<div class="sample-card (\w+)" data-task="(\w+)" data-outcome="(\w+)" '
                        r'data-category="(\w+)" data-run="(\w+)"', dom)
     assert sorted(c[3] for c in cards) == ["popular", "popular", "random"]  # siglip's wrong ones: d0, d1, d3
@@ -356,7 +364,7 @@ def test_page_renders_in_headless_chromium(tmp_path, monkeypatch):
     assert 'data-js="ready"' in dom  # the script ran to its end
     for section in ("papers", "ablation", "categories", "efficiency", "samples"):
         assert f'<section class="report" id="{section}">' in dom, section
-    assert dom.count('class="t paper"') == 2 and 'class="t grid"' in dom
+    assert dom.count('class="t paper"') >= 3 and 'class="t grid"' in dom
     assert dom.count('class="chart-card"') >= 3 and "<svg" in dom
     cards = re.findall(r'<div class="sample-card (\w+)" data-task="(\w+)" data-outcome="(\w+)"', dom)
     n_samples = sum(min(6, len(load_samples(r.samples_path))) for r in load_results(runs))
@@ -377,12 +385,12 @@ def test_page_renders_in_headless_chromium(tmp_path, monkeypatch):
 
     shot = tmp_path / "report.png"
     # the whole page, with the browser filtered to a few VSR cards (image, candidates' probabilities)
-    run_chromium([f"--screenshot={shot}", "--window-size=1400,4800", page.as_uri() + "?task=vsr&run=mock_s0"],
+    run_chromium([f"--screenshot={shot}", "--window-size=1400,6600", page.as_uri() + "?task=vsr&run=mock_s0"],
                  profile)
     from PIL import Image, ImageStat
 
     img = Image.open(shot)
-    assert img.size == (1400, 4800)
+    assert img.size == (1400, 6600)
     assert max(ImageStat.Stat(img.convert("L")).stddev) > 20  # not a blank page
     if os.environ.get("MMEVAL_REPORT_SCREENSHOT"):
         shutil.copy(shot, os.environ["MMEVAL_REPORT_SCREENSHOT"])
