@@ -83,7 +83,7 @@ class ChatTemplate:
     bos_id: Optional[int] = None
     image_token_id: Optional[int] = None
 
-    def plain(self, turns: Sequence[Turn], has_image: bool = True) -> list[Segment]:
+    def plain(self, turns: Sequence[Turn]) -> list[Segment]:
         """LLaVA `--version plain` / Cobra's AlignDataset: the human prompt is dropped."""
         caption = turns[-1][1] if turns[-1][1] is not None else turns[-1][0]
         return [(IMAGE, False), (caption + self.plain_terminator, True)]
