@@ -79,7 +79,8 @@ class Collator:
             ids[i, :n], labels[i, :n], lengths[i] = it["input_ids"], it["labels"], n
         has_image = torch.tensor([it["pixel_values"] is not None for it in items], dtype=torch.bool)
         first_counts = has_image if self.image_first else torch.zeros(B, dtype=torch.bool)
-        n_targets = int((labels[:, 1:] != IGNORE_INDEX).sum()) + int(((labels[:, 0] != IGNORE_INDEX) & first_counts).sum())
+        n_targets = int((labels[:, 1:] != IGNORE_INDEX).sum()) \
+            + int(((labels[:, 0] != IGNORE_INDEX) & first_counts).sum())
         return dict(input_ids=ids, labels=labels, lengths=lengths, has_image=has_image,
                     pixel_values=_stack_pixels([it["pixel_values"] for it in items if it["pixel_values"] is not None]),
                     index=torch.tensor([it["index"] for it in items], dtype=torch.long), n_targets=n_targets)

@@ -13,9 +13,10 @@ the logits (image positions and padding -100); the loss is the next-token cross-
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import torch.nn as nn
 
@@ -39,16 +40,16 @@ class ModelSpec:
     recipes: dict[str, dict[str, Any]] = field(default_factory=dict)
     options: tuple[str, ...] = ()  # the model options `--set` passes to build/load/save (the rest: recipe fields)
     # (model, tokenizer) -> the model's mmeval.models.chat.ChatTemplate: the one its adapter prompts with
-    chat_template: Optional[Callable[[Any, Any], Any]] = None
+    chat_template: Callable[[Any, Any], Any] | None = None
 
     # -- construction / IO (model-specific) --
-    def build(self, tiny: bool, init: Optional[str], options: dict, device, seed: int, stage: str):
+    def build(self, tiny: bool, init: str | None, options: dict, device, seed: int, stage: str):
         raise NotImplementedError
 
-    def load(self, directory, device, options: Optional[dict] = None):
+    def load(self, directory, device, options: dict | None = None):
         raise NotImplementedError
 
-    def save(self, model, tokenizer, directory, options: Optional[dict] = None) -> Path:
+    def save(self, model, tokenizer, directory, options: dict | None = None) -> Path:
         raise NotImplementedError
 
     def rebuild(self, model):
@@ -70,7 +71,7 @@ class ModelSpec:
     def forward(self, model_or_wrapper, batch: dict, device):
         raise NotImplementedError
 
-    def loss_vocab(self, model) -> Optional[int]:
+    def loss_vocab(self, model) -> int | None:
         return None
 
     def set_trainable(self, model, trainable) -> None:

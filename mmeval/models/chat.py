@@ -18,8 +18,9 @@ text token (Cobra; `image_token_id` None).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any
 
 IGNORE_INDEX = -100
 
@@ -30,8 +31,8 @@ class _Image:
 
 
 IMAGE: Any = _Image()  # segment sentinel: where the image goes
-Turn = tuple[str, Optional[str]]  # (user message, answer or None)
-Segment = tuple[Union[str, _Image], bool]  # (text or IMAGE, is_target)
+Turn = tuple[str, str | None]  # (user message, answer or None)
+Segment = tuple[str | _Image, bool]  # (text or IMAGE, is_target)
 
 
 def strip_image(text: str) -> str:
@@ -80,8 +81,8 @@ class ChatTemplate:
     tokenizer: Any
     chat: Callable[[Sequence[Turn], bool], list[Segment]]
     plain_terminator: str
-    bos_id: Optional[int] = None
-    image_token_id: Optional[int] = None
+    bos_id: int | None = None
+    image_token_id: int | None = None
 
     def plain(self, turns: Sequence[Turn]) -> list[Segment]:
         """LLaVA `--version plain` / Cobra's AlignDataset: the human prompt is dropped."""

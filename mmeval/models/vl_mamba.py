@@ -75,7 +75,7 @@ inference and training use):
 """
 
 
-def chat_segments(turns: Sequence[tuple[str, Optional[str]]], has_image: bool = True,
+def chat_segments(turns: Sequence[tuple[str, str | None]], has_image: bool = True,
                   eos: str = EOS_TOKEN) -> list[tuple[Any, bool]]:
     """The template as segments (`mmeval.models.chat`): "{SYSTEM} USER: " [IMAGE "\\n"]{msg} " ASSISTANT:",
     then the target " {answer}{eos}", then "USER: {msg} ASSISTANT:" ... (LLaVA-v1's rounds, joined

@@ -11,9 +11,10 @@ and releasing memory.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -69,7 +70,7 @@ class MambaVLMAdapter(Adapter):
 
     # ---- construction ----------------------------------------------------------------------
     @classmethod
-    def from_args(cls, args: dict[str, str], device: str = "cpu") -> "MambaVLMAdapter":
+    def from_args(cls, args: dict[str, str], device: str = "cpu") -> MambaVLMAdapter:
         cls.check_args(args)
         common = CommonModelArgs.parse(args, device)
         built = cls.load(args, common)
