@@ -52,7 +52,7 @@ class GQA(AccuracyHeadline, Task):
     description = "GQA test-dev balanced (exact match)"
     protocols = ("llava", "prismatic", "lmms-eval")
     default_protocol = "llava"
-    hub_id = "lmms-lab/GQA"
+    hub_id = ("lmms-lab-encoder/GQA", "lmms-lab/GQA")
 
     def __init__(self, **options: str) -> None:
         take_options(self.name, options, {})

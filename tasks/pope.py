@@ -43,7 +43,7 @@ class Pope(Task):
     description = "POPE object hallucination (yes/no), random/popular/adversarial"
     protocols = ("llava", "prismatic", "lmms-eval")
     default_protocol = "llava"
-    hub_id = "lmms-lab/POPE"
+    hub_id = ("lmms-lab-encoder/POPE", "lmms-lab/POPE")
     split = "test"
 
     def load_docs(self, data: Path | None) -> list[Doc]:

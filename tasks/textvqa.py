@@ -65,7 +65,7 @@ class TextVQA(AccuracyHeadline, Task):
     description = "TextVQA (m4c VQA accuracy), with or without LLaVA's OCR-token prompt"
     protocols = ("llava", "prismatic", "lmms-eval")
     default_protocol = "llava"
-    hub_id = "lmms-lab/textvqa"
+    hub_id = ("lmms-lab-encoder/textvqa", "lmms-lab/textvqa")
 
     def __init__(self, **options: str) -> None:
         opts = take_options(self.name, options, {"split": ("val", "validation", "test"),

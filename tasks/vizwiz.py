@@ -52,7 +52,7 @@ class VizWiz(AccuracyHeadline, Task):
     description = "VizWiz-VQA (VQA accuracy, unanswerable questions); test writes the EvalAI submission file"
     protocols = ("llava", "prismatic", "lmms-eval")
     default_protocol = "llava"
-    hub_id = "lmms-lab/VizWiz-VQA"
+    hub_id = ("lmms-lab-encoder/VizWiz-VQA", "lmms-lab/VizWiz-VQA")
 
     def __init__(self, **options: str) -> None:
         opts = take_options(self.name, options, {"split": ("val", "test")})

@@ -73,7 +73,7 @@ class VQAv2(AccuracyHeadline, Task):
     description = "VQAv2 open-ended VQA (official VQA accuracy); test-dev writes the EvalAI submission file"
     protocols = ("llava", "prismatic", "lmms-eval")
     default_protocol = "llava"
-    hub_id = "lmms-lab/VQAv2"
+    hub_id = ("lmms-lab-encoder/VQAv2", "lmms-lab/VQAv2")
 
     def __init__(self, **options: str) -> None:
         opts = take_options(self.name, options, {"split": ("testdev", "val", "validation", "test-dev"),
