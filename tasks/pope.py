@@ -283,7 +283,8 @@ class Pope(Task):
 
     def finalize(self, records: Sequence[Any], out_dir: Path, protocol: str) -> dict[str, Any]:
         src = self.data_source
-        if protocol == "lmms-eval" or src is None or src.version == f"pope-original@{PAPERS_RELEASE}":
+        if (protocol == "lmms-eval" or src is None or src.version == f"pope-original@{PAPERS_RELEASE}"
+                or src.version.startswith("synthetic")):  # generated data says what it is in `data`
             return {}
         return {"data_note": f"POPE here is {src.version} ({src.layout}, {src.questions} questions); the papers "
                              f"scored POPE's original release at {PAPERS_RELEASE} (8,910 questions: adversarial "

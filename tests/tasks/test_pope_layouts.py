@@ -176,3 +176,11 @@ def test_original_files_preferred_except_under_lmms_eval(tmp_path):
                              ("lmms-eval", "lmms-lab-parquet")):
         task, _ = load(tmp_path, protocol)
         assert task.data_source.layout == layout, protocol
+
+
+def test_synthetic_data_version(tmp_path):
+    Pope.write_layout(tmp_path / "pope", pope_rows(n_images=2))
+    (tmp_path / "synth.json").write_text(json.dumps({"seed": 0, "tasks": {"pope": {"rows": 6}}}))
+    task, _ = load(tmp_path, "llava")
+    assert (task.data_source.layout, task.data_source.version) == ("lmms-lab-parquet", "synthetic@seed0")
+    assert task.finalize([], tmp_path, "llava") == {}

@@ -29,6 +29,8 @@ def test_val_end_to_end(tmp_path, layout):
     TextVQA.write_layout(tmp_path, ROWS, split="val", layout=layout)
     task = TextVQA()
     docs = task.load_docs(tmp_path)
+    assert (task.data_source.layout, task.data_source.version, task.data_source.questions) == (
+        ("lmms-lab-parquet", "lmms-lab/textvqa", 2) if layout == "parquet" else ("official", "textvqa-0.5.1", 2))
     assert [d.doc_id for d in docs] == ["34602", "34603"]
     assert docs[0].fields["ocr_tokens"] == ["DAKOTA", "DIGITAL", "Single-Use"]
     assert docs[0].images[0].load().size == (8, 8)
