@@ -16,14 +16,14 @@ Layouts (`--data DIR/gqa/`, or LLaVA's `playground/data/eval/gqa/` as it is):
   joined to its annotation by question id (the parquet rows serve as annotations too).
 Doc ids are GQA's question ids.
 
-Protocols (prompt "<question>\nAnswer the question using a single word or phrase." in all three):
+Protocols (prompt "<question>\\nAnswer the question using a single word or phrase." in all three):
 - `llava`: LLaVA's question-file text as it is when read (else the stripped question + the
-  instruction), greedy, 128 new tokens; convert_gqa_for_eval.py (strip trailing periods,
-  lower-case) and the official eval.py exact match.
+  instruction), greedy, 128 new tokens; convert_gqa_for_eval.py (haotian-liu/LLaVA c121f04 `scripts/`:
+  strip trailing periods, lower-case) and the official eval.py exact match.
 - `prismatic`: vlm-evaluation's gqa harness, the message of Cobra's fork (h-zhao1997/vlm-evaluation
   b0a691f `vlm_eval/models/cobra.py` vqa_prompt_fn, the same as TRI's; leading whitespace stripped by
   its prompt builder): 128 new tokens; punctuation deleted, lower-cased, then eval.py.
-- `lmms-eval`: lmms-eval 0.7.3's gqa task: the question as it is; 16 new tokens, stop at "\n\n";
+- `lmms-eval`: lmms-eval 0.7.3's gqa task: the question as it is; 16 new tokens, stop at "\\n\\n";
   exact_match with ignore_case/ignore_punctuation.
 Headline: `accuracy` (percent); with structural types available, also `accuracy_binary`
 (verify/logical/choose/compare questions) and `accuracy_open` ("query"), as eval.py splits them.

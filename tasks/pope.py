@@ -28,8 +28,10 @@ Images are read when a model runs: scoring saved answers (`mmeval score`) needs 
 Protocols:
 - `llava`: prompt "<question>\\nAnswer the question using a single word or phrase." (LLaVA's
   llava_pope_test.jsonl, taken as it is when present), greedy, 128 new tokens; the answer parsed by
-  eval_pope.py's rule; per category accuracy/precision/recall/F1/yes-ratio (predicted yes share),
-  headline the mean F1 over categories (LLaVA issue #626).
+  eval_pope.py's rule (haotian-liu/LLaVA c121f04 `llava/eval/eval_pope.py`, `scripts/v1_5/eval/pope.sh`);
+  per category accuracy/precision/recall/F1/yes-ratio (predicted yes share), headline the mean F1
+  over categories (LLaVA issue #626). On LLaVA-1.5-13B's released answers this gives eval_pope.py's
+  numbers: mean F1 85.95.
 - `prismatic`: vlm-evaluation's pope harness (Cobra's fork h-zhao1997/vlm-evaluation b0a691f,
   `vlm_eval/models/cobra.py` vqa_prompt_fn; same as TRI's): the message "<question>\\nAnswer the
   question using a single word or phrase." (leading whitespace stripped by its prompt builder); no

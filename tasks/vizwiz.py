@@ -19,11 +19,13 @@ Layouts (`--data DIR/vizwiz/`, or LLaVA's `playground/data/eval/vizwiz/` as it i
 Doc ids are the image names without ".jpg". Whether a question is answerable comes from
 `answerable` when present, else from the answer type / category ("unanswerable" means not).
 
-Protocols (prompt "<question>\nWhen the provided information is insufficient, respond with
-'Unanswerable'.\nAnswer the question using a single word or phrase."; the question is never
+Protocols (prompt "<question>\\nWhen the provided information is insufficient, respond with
+'Unanswerable'.\\nAnswer the question using a single word or phrase."; the question is never
 stripped where the reference keeps it: 425 of LLaVA's 8,000 test questions start or end with spaces):
 - `llava`: LLaVA's question-file text as it is (else the raw question + the instructions), greedy,
-  128 new tokens; answer = EvalAI processor (convert_vizwiz_for_submission.py); on val scored with
+  128 new tokens; answer = EvalAI processor (haotian-liu/LLaVA c121f04
+  `scripts/convert_vizwiz_for_submission.py`; on LLaVA-1.5-13B's released answers the submission
+  file equals the released `answers_upload/llava-v1.5-13b.json` byte for byte); on val scored with
   the VizWiz evaluation (prediction normalised, answers as given).
 - `prismatic`: vlm-evaluation's vizwiz harness, the message of Cobra's fork (h-zhao1997/vlm-evaluation
   b0a691f `vlm_eval/models/cobra.py`, uncertainty-aware vqa_prompt_fn, the same as TRI's): leading

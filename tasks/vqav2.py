@@ -27,17 +27,18 @@ Layouts (`--data DIR/vqav2/`, or LLaVA's `playground/data/eval/vqav2/` as it is)
   `llava_vqav2_mscoco_test2015.jsonl`, which convert_vqav2_for_submission.py reads for the list of
   all test2015 questions (images `test2015/`, read only when a model runs).
 
-Protocols (prompt "<question>\nAnswer the question using a single word or phrase." in all three):
+Protocols (prompt "<question>\\nAnswer the question using a single word or phrase." in all three):
 - `llava`: LLaVA's question-file text as it is when read (else the stripped question + the
   instruction), greedy, 128 new tokens (model_vqa_loader.py); the answer passed through EvalAI's
-  processor as convert_vqav2_for_submission.py does; on val that answer is scored with the official
-  vqaEval.py rules (what the server computes).
+  processor as convert_vqav2_for_submission.py does (haotian-liu/LLaVA c121f04 `scripts/`,
+  `llava/eval/`); on val that answer is scored with the official vqaEval.py rules (what the server
+  computes).
 - `prismatic`: vlm-evaluation's vqa-v2 harness, the message of Cobra's fork (h-zhao1997/vlm-evaluation
   b0a691f `vlm_eval/models/cobra.py` vqa_prompt_fn, the same as TRI's): the question (leading
   whitespace stripped by the prompt builder) + the instruction; 128 new tokens; the raw output scored
   with its refactored scorer (ground truth always punctuation-processed; see `prismatic_vqav2_accuracy`).
 - `lmms-eval`: lmms-eval 0.7.3's vqav2 task: the question as it is + the instruction, 16 new tokens,
-  stop at "\n\n"; vqav2_process_results (both sides punctuation + digit/article processed).
+  stop at "\\n\\n"; vqav2_process_results (both sides punctuation + digit/article processed).
 Headline: `accuracy` (percent), with per-answer-type accuracies alongside.
 """
 
