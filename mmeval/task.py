@@ -69,6 +69,12 @@ class Task(abc.ABC):
                 f"task {self.name} has no protocol '{protocol}' (it has: {', '.join(self.protocols)})")
         return protocol
 
+    def use_protocol(self, protocol: str) -> None:
+        """Called once the protocol is chosen and before `load_docs` (by the runner and by `mmeval
+        score`): a task whose data depend on the protocol overrides it (VQAv2's default split is
+        each protocol's reference split; POPE prefers POPE's original files under llava and prismatic)."""
+        return None
+
     @abc.abstractmethod
     def load_docs(self, data: Path | None) -> list[Doc]:
         """All documents; `data` is this task's local folder, or None for the hub copy."""

@@ -63,7 +63,7 @@ class MMBench(JudgedTask, Task):
     description = "MMBench-EN dev, CircularEval over option rotations"
     protocols = ("llava", "lmms-eval")
     default_protocol = "llava"
-    hub_id = "lmms-lab-encoder/MMBench"
+    hub_id = ("lmms-lab-encoder/MMBench", "lmms-lab/MMBench")
     hub_config = "en"
     judge_models = JUDGE_MODELS
     split = "dev"

@@ -55,7 +55,7 @@ class MME(Task):
     description = "MME perception (10 subtasks) and cognition (4 subtasks), yes/no pairs"
     protocols = ("llava", "lmms-eval")
     default_protocol = "llava"
-    hub_id = "lmms-lab-encoder/MME"
+    hub_id = ("lmms-lab-encoder/MME", "lmms-lab/MME")
     split = "test"
 
     # ---------------------------------------------------------------- loading

@@ -66,7 +66,7 @@ class MMVet(JudgedTask, Task):
     description = "MM-Vet, open-ended answers graded by an LLM judge"
     protocols = ("llava", "lmms-eval")
     default_protocol = "llava"
-    hub_id = "lmms-lab-encoder/MMVet"
+    hub_id = ("lmms-lab-encoder/MMVet", "lmms-lab/MMVet")
     judge_models = JUDGE_MODELS
     split = "test"
 

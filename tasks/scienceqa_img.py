@@ -54,7 +54,7 @@ class ScienceQAImg(AccuracyHeadline, Task):
     description = "ScienceQA-IMG (test, image questions), multiple choice"
     protocols = ("llava", "lmms-eval")
     default_protocol = "llava"
-    hub_id = "lmms-lab-encoder/ScienceQA"
+    hub_id = ("lmms-lab-encoder/ScienceQA", "lmms-lab/ScienceQA")
     split = "test"
 
     # ---------------------------------------------------------------- loading
