@@ -123,6 +123,7 @@ class Runner:
         for name in self.config.tasks:
             task = get_task(name, **self.config.task_args.get(name, {}))
             protocol = resolve_protocol(task, self.config.protocol, adapter_cls)
+            task.use_protocol(protocol)
             docs = load_task_docs(task, self.config.data, self.config.limit)
             plans.append(TaskPlan(task, protocol, docs, [task.request(d, protocol) for d in docs]))
         return plans

@@ -88,6 +88,29 @@ def test_samples_rescored_under_another_protocol(pope_data, tmp_path):
     assert r.exit_code == 0
 
 
+def test_run_and_score_load_the_protocols_reference_split(tmp_path):
+    """VQAv2's default split is each protocol's reference (vlm-evaluation: val): `run` and `score`
+    tell the task the protocol before it loads its documents."""
+    from PIL import Image
+
+    from tasks.vqav2 import VQAv2
+
+    rows = [{"question_id": 7 + i, "question": f"What number is this {i}?", "image_id": i, "answers": [str(i)] * 10,
+             "image": Image.new("RGB", (8, 8), (9 * i, 9, 9))} for i in range(3)]
+    VQAv2.write_layout(tmp_path / "data" / "vqav2", rows, split="val", layout="parquet")  # no test-dev files
+    out = tmp_path / "out"
+    r = run_cli("run", "--model", "mock", "--tasks", "vqav2", "--data", str(tmp_path / "data"), "--output", str(out),
+                "--protocol", "prismatic", "--no-progress")
+    assert r.exit_code == 0, r.output
+    res = json.loads((only_run_dir(out) / "vqav2.json").read_text())
+    assert res["n"] == 3 and res["data"]["split"] == "validation"  # the lmms-lab split name
+    scored = tmp_path / "scored.json"
+    r = run_cli("score", "--task", "vqav2", "--predictions", str(only_run_dir(out) / "vqav2.samples.jsonl"),
+                "--data", str(tmp_path / "data"), "--protocol", "prismatic", "--output", str(scored))
+    assert r.exit_code == 0, r.output
+    assert json.loads(scored.read_text())["metrics"] == res["metrics"]
+
+
 def test_rerun_resumes_without_redoing(pope_data, tmp_path):
     out = tmp_path / "out"
     args = ["run", "--model", "mock", "--tasks", "pope", "--data", str(pope_data), "--output", str(out), "--no-progress"]

@@ -321,6 +321,9 @@ def test_task_args_take_runs_syntax(tmp_path):
     for args in ("vqav2.split=val", "split=val"):
         got, _ = score_json(tmp_path, "--task", "vqav2", "--predictions", preds, "--data", data, "--task-args", args)
         assert got["metrics"]["accuracy"] == pytest.approx(100 / 3) and got["task_args"] == {"split": "val"}
+    # without the option, the split is the protocol's reference: val for prismatic (vlm-evaluation)
+    got, _ = score_json(tmp_path, "--task", "vqav2", "--predictions", preds, "--data", data, "--protocol", "prismatic")
+    assert got["metrics"]["accuracy"] == pytest.approx(100 / 3) and got["task_args"] == {}
     r = invoke("score", "--task", "vqav2", "--predictions", preds, "--data", data, "--task-args", "textvqa.split=val")
     assert r.exit_code == 2
     assert "textvqa.split=val is an option of task textvqa" in r.output and "scores vqav2" in r.output
