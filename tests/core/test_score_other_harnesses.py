@@ -253,6 +253,18 @@ def test_vlm_evaluation_pope_results_through_their_metadata(pope_data, tmp_path)
     r = invoke("score", "--task", "pope", "--predictions", results, "--data", pope_data, "--protocol", "prismatic")
     assert r.exit_code == 2 and "--metadata" in r.output and "metadata-full.json" in r.output
 
+    # two processes write one file each (results+rank-<r>.json): given together, they are one run
+    ranks = [write_vlm_results(results.with_name(f"results+rank-{k}.json"), records[k::2]) for k in (0, 1)]
+    both, _ = score_json(tmp_path, "--task", "pope", "--predictions", ranks[0], "--predictions", ranks[1],
+                         "--metadata", metadata, "--data", pope_data, "--protocol", "prismatic")
+    assert both["metrics"] == want["metrics"] and both["n"] == 18
+    r = invoke("score", "--task", "pope", "--predictions", ranks[0], "--predictions", ranks[0], "--metadata", metadata,
+               "--data", pope_data, "--protocol", "prismatic")
+    assert r.exit_code == 2 and "a second prediction for document" in r.output
+    r = invoke("score", "--task", "pope", "--predictions", ranks[0], "--predictions", tmp_path / "o.jsonl",
+               "--data", pope_data, "--protocol", "prismatic")
+    assert r.exit_code == 2 and "the files are of different formats" in r.output
+
 
 def test_vlm_evaluation_textvqa_answer_with_or_without_ocr(tmp_path):
     """One results file holds both answers; `--task-args textvqa.ocr=false` (run's syntax) or
