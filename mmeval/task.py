@@ -14,11 +14,12 @@ Metrics are in the units the papers print: percentages for rates, raw scores for
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
+from mmeval.bootstrap import Units
 from mmeval.data.provenance import DataSource
 from mmeval.errors import UnknownNameError
 from mmeval.types import Doc, Prediction, Request
@@ -91,6 +92,13 @@ class Task(abc.ABC):
 
     def ci_metrics(self, protocol: str) -> tuple[str, ...] | None:
         """Metrics that get bootstrap intervals (None: all of them)."""
+        return None
+
+    def bootstrap_units(self, scores: Sequence[dict[str, Any]], protocol: str) -> Units | None:
+        """What the bootstrap intervals resample, given the per-sample dicts `aggregate` takes: the
+        units the paper's score is built from (MME's image pairs within subtasks, MMBench's circular
+        groups, POPE's questions within splits), as strata and clusters (`mmeval.bootstrap.Units`).
+        None: every sample on its own."""
         return None
 
     def finalize(self, records: Sequence[Any], out_dir: Path, protocol: str) -> dict[str, Any]:

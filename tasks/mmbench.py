@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mmeval.bootstrap import Units
 from mmeval.data.sources import check_columns, has_parquet, image_ref, read_lmms_lab
 from mmeval.data.writers import png_bytes, write_parquet
 from mmeval.errors import DataError
@@ -56,6 +57,10 @@ STYLE = {"llava": "vlmevalkit", "lmms-eval": "lmms-eval"}
 
 def _text(value: Any) -> str | None:
     return None if is_missing(value) else str(value)
+
+
+def _question_copy(score: dict[str, Any], slot: int) -> dict[str, Any]:
+    return {**score, "index": int(score["index"]) // CIRCULAR_BASE * CIRCULAR_BASE + slot}
 
 
 class MMBench(JudgedTask, Task):
@@ -223,6 +228,11 @@ class MMBench(JudgedTask, Task):
 
     def headline(self, protocol: str) -> str:
         return "circular_accuracy"
+
+    def bootstrap_units(self, scores: Sequence[dict[str, Any]], protocol: str) -> Units:
+        """Questions drawn with all their rotations (CircularEval's unit); each drawn copy becomes
+        a question of its own (group number = its draw slot)."""
+        return Units(clusters=[circular_group(s["index"]) for s in scores], relabel=_question_copy)
 
     def ci_metrics(self, protocol: str) -> tuple[str, ...]:
         return ("circular_accuracy", "vanilla_accuracy")

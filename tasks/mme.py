@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mmeval.bootstrap import Units
 from mmeval.data.sources import has_parquet, image_ref, read_lmms_lab
 from mmeval.data.writers import write_parquet
 from mmeval.errors import DataError
@@ -48,6 +49,10 @@ from tasks._common.prompts import SHORT_ANSWER
 
 COLUMNS = ("question_id", "image", "question", "answer", "category")
 IMAGE_EXTS = (".jpg", ".png", ".jpeg", ".JPG", ".PNG", ".JPEG")
+
+
+def _image_copy(score: dict[str, Any], slot: int) -> dict[str, Any]:
+    return {**score, "image": f"{score['image']}#{slot}"}
 
 
 class MME(Task):
@@ -182,6 +187,12 @@ class MME(Task):
 
     def headline(self, protocol: str) -> str:
         return "perception"
+
+    def bootstrap_units(self, scores: Sequence[dict[str, Any]], protocol: str) -> Units:
+        """Images (the question pairs acc+ is counted over) drawn within their subtask, whose
+        acc + acc+ the totals sum; a drawn copy of an image is an image of its own."""
+        return Units(strata=[s["category"] for s in scores], clusters=[s["image"] for s in scores],
+                     relabel=_image_copy)
 
     def ci_metrics(self, protocol: str) -> tuple[str, ...]:
         return ("perception", "cognition")
