@@ -83,3 +83,19 @@ def test_mme_interval_on_synth_data_is_around_the_score(tmp_path):
     assert 0.5 < (hi - point) / (point - lo) < 2
     old_lo, old_hi = per_question_ci(task, [r.scores for r in recs], "perception")
     assert (old_hi - point) / (point - old_lo) > 4  # what the demo printed before
+
+
+def test_pope_questions_drawn_within_their_split():
+    from tasks.pope import Pope
+
+    # adversarial: four right; random: one right, one wrong -> random accuracy 0, 50 or 100 with
+    # probabilities 1/4, 1/2, 1/4, the mean over splits 50, 75 or 100: the interval is [50, 100]
+    yes = {"label": "yes", "pred": "yes", "correct": 1.0}
+    scores = [{"category": "adversarial", **yes}] * 4 + [{"category": "random", **yes},
+                                                         {"category": "random", "label": "no", "pred": "yes",
+                                                          "correct": 0.0}]
+    task = Pope()
+    assert list(task.bootstrap_units(scores, "llava").strata) == ["adversarial"] * 4 + ["random"] * 2
+    out = summarize(task, "llava", records(scores), n_boot=2000, seed=0)
+    assert out["metrics"]["accuracy"] == 75.0
+    assert out["ci95"]["accuracy"] == [50.0, 100.0]
