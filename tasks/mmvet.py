@@ -79,7 +79,6 @@ class MMVet(JudgedTask, Task):
     split = "test"
 
     data_folders = ("mm-vet",)  # LLaVA-1.5's playground/data/eval/mm-vet (its Evaluation.md: mmvet, our name)
-    version = "2"  # llava: llava-mm-vet.jsonl's text as the prompt when present
 
     # ---------------------------------------------------------------- loading
     def load_docs(self, data: Path | None) -> list[Doc]:
