@@ -134,3 +134,24 @@ def test_bundle_bad_entries(tmp_path):
         ScienceQAImg().load_docs(write_bundle(tmp_path / "b", [json.dumps(bad)]))
     with pytest.raises(DataError, match="no question with an image"):
         ScienceQAImg().load_docs(write_bundle(tmp_path / "c", ENTRIES[:1]))
+
+
+def test_score_with_llavas_eval_folder_as_data(tmp_path):
+    """`--data` = LLaVA's playground/data/eval as it is: the task finds its `scienceqa/` folder."""
+    from click.testing import CliRunner
+
+    from mmeval.cli import main
+
+    write_bundle(tmp_path / "eval")
+    preds = tmp_path / "preds.jsonl"
+    released = [json.loads(line) for line in ANSWERS]
+    preds.write_text("".join(json.dumps({"doc_id": a["question_id"], "prediction": a["text"]}) + "\n"
+                             for a in released))
+    out = tmp_path / "summary.json"
+    r = CliRunner().invoke(main, ["score", "--task", "scienceqa_img", "--predictions", str(preds), "--data",
+                                  str(tmp_path / "eval"), "--output", str(out), "--bootstrap", "50"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(out.read_text())
+    assert summary["metrics"]["accuracy"] == pytest.approx(200 / 3)
+    data = summary["data"]
+    assert (data["layout"], data["source"]) == ("llava-bundle", str(tmp_path / "eval" / "scienceqa"))
