@@ -35,3 +35,22 @@ def test_synthetic_folder(tmp_path):
     (tmp_path / "synth.json").write_text(json.dumps({"seed": 3, "tasks": {"pope": {}}}))
     src = folder_source("lmms-lab-parquet", "x@1", "test", tmp_path / "pope", [f], 1)
     assert (src.layout, src.version) == ("lmms-lab-parquet", "synthetic@seed3")
+
+
+def test_hub_fallback_records_the_id_that_loaded(monkeypatch):
+    import datasets
+
+    tried = []
+
+    def fake_load(hid, config=None, split=None):
+        tried.append(hid)
+        if hid.startswith("lmms-lab-encoder/"):
+            raise FileNotFoundError(hid)  # e.g. a hub mirror without the new org
+        return datasets.Dataset.from_list([{"question_id": "1"}, {"question_id": "2"}])
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    rows, src = read_lmms_lab_with_source(IDS, "pope", None, ("question_id",), "test")
+    assert tried == list(IDS) and len(rows) == 2
+    assert (src.layout, src.version, src.source, src.questions) == ("hub", "lmms-lab/POPE", "lmms-lab/POPE", 2)
