@@ -86,19 +86,19 @@ class Task(abc.ABC):
     def aggregate(self, scores: Sequence[dict[str, Any]], protocol: str) -> dict[str, float]:
         """Metrics from the per-sample dicts of every scored document."""
 
+    def bootstrap_units(self, scores: Sequence[dict[str, Any]], protocol: str) -> Units | None:
+        """What the bootstrap intervals resample, given the per-sample dicts `aggregate` takes: the
+        units the paper's score is built from (MME's image pairs within subtasks, MMBench's circular
+        groups, POPE's questions within splits), as strata and clusters (`mmeval.bootstrap.Units`).
+        None: every sample on its own."""
+        return None
+
     @abc.abstractmethod
     def headline(self, protocol: str) -> str:
         """The metric the papers report for this task under this protocol."""
 
     def ci_metrics(self, protocol: str) -> tuple[str, ...] | None:
         """Metrics that get bootstrap intervals (None: all of them)."""
-        return None
-
-    def bootstrap_units(self, scores: Sequence[dict[str, Any]], protocol: str) -> Units | None:
-        """What the bootstrap intervals resample, given the per-sample dicts `aggregate` takes: the
-        units the paper's score is built from (MME's image pairs within subtasks, MMBench's circular
-        groups, POPE's questions within splits), as strata and clusters (`mmeval.bootstrap.Units`).
-        None: every sample on its own."""
         return None
 
     def finalize(self, records: Sequence[Any], out_dir: Path, protocol: str) -> dict[str, Any]:
