@@ -39,6 +39,7 @@ demo: install
 paper-table: install
 	$(BIN)/mmeval report paper --paper vl-mamba --results results/runs --out reports
 	$(BIN)/mmeval report paper --paper cobra --results results/runs --out reports
+	$(BIN)/mmeval report html --results results/runs --out reports
 
 # A real benchmark, small: tiny VL-Mamba and Cobra on the CPU (a few seconds each), its table printed.
 # The full-size GPU benchmark: `mmeval bench --out bench.json` (docs/performance.md).

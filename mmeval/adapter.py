@@ -3,6 +3,11 @@
 An adapter loads a checkpoint, owns its model's chat template, and answers batches of
 `Request`s: generated text, and next-token probabilities of candidate answers when a request
 names candidates (TRI's vlm-evaluation scores closed-set tasks such as POPE this way).
+
+The adapter class is also where a family declares the rest of itself, each part optional (the
+`mock` adapter has none): `finetune` (how `mmeval finetune` trains it, with the paper's recipes),
+`lmms_eval` (its name as an lmms-eval model) and `demo` (its demo model for `make demo` and the
+embedded default). finetune, the lmms-eval plugin and synth read them through the model registry.
 """
 
 from __future__ import annotations
@@ -17,11 +22,23 @@ from mmeval.errors import ModelArgsError, UnknownNameError
 from mmeval.types import Prediction, Request
 
 
+@dataclass(frozen=True)
+class LmmsEvalName:
+    """How lmms-eval names a family: `lmms-eval --model MODEL_ID` (or an alias)."""
+
+    model_id: str
+    aliases: tuple[str, ...] = ()
+
+
 class Adapter(abc.ABC):
     name: ClassVar[str]
     description: ClassVar[str] = ""
     preferred_protocol: ClassVar[str] = "llava"  # the protocol of the paper that introduced the model
     options: ClassVar[dict[str, str]] = {}  # --model-args the adapter accepts, with a one-line help each
+    # the rest of the family's declaration (see the module docstring); None: the family has no such part
+    finetune: ClassVar[Any] = None  # an mmeval.finetune.specs.ModelSpec
+    lmms_eval: ClassVar[LmmsEvalName | None] = None
+    demo: ClassVar[Any] = None  # an mmeval.synth.demo_models.DemoSpec
 
     @classmethod
     @abc.abstractmethod

@@ -1,27 +1,166 @@
 """`cobra`: Cobra (DINOv2+SigLIP -> fused GELU MLP -> Mamba-2.8B-Zephyr), arXiv 2403.14520.
 
 Prompt, image placement, decoding and the checkpoint layout follow the released code; see
-`mmeval/models/cobra.py` for the details and where each comes from. Inference runs through
-`VLMRuntime` (image features and the post-image recurrent state computed once per image).
+`mmeval/models/cobra.py` for the details and where each comes from; inference and finetuning use
+the same template (`chat_template`). Inference runs through `VLMRuntime` (image features and the
+post-image recurrent state computed once per image; `MambaVLMAdapter`).
+
+The family is declared here in full: the adapter, its finetune spec and recipes (`CobraFinetune`),
+its lmms-eval name and its demo model (`CobraDemo`).
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
-from mmeval.adapter import Adapter, CommonModelArgs, sha256_of_path
+from mmeval.adapter import CommonModelArgs, LmmsEvalName
 from mmeval.errors import CheckpointError, ModelArgsError
-from mmeval.types import Prediction, Request
+from mmeval.finetune.specs import ModelSpec, load_tokenizer_dir, to_device, write_meta
+from mmeval.models.vlm_adapter import Loaded, MambaVLMAdapter
+from mmeval.synth.demo_models import DemoSpec
+
+# ---- training -------------------------------------------------------------------------------
+# Cobra (arXiv 2403.14520; h-zhao1997/cobra `cobra/conf/models.py`, class Cobra_3B, and
+# `cobra/models/vlms/cobra.py::freeze_backbones`):
+#   align:    align_epochs 1, align_global_batch_size 256, align_per_device_batch_size 16,
+#             align_learning_rate 1e-3, align_weight_decay 0.0, align_max_grad_norm 1.0,
+#             "linear-warmup+cosine-decay", align_warmup_ratio 0.03; trains the projector only
+#             (vision_backbone + llm_backbone frozen). NB: the released cobra+3b uses the
+#             `no-align+...` arch specifier, i.e. it SKIPS this stage and finetunes from a fresh projector.
+#   finetune: finetune_epochs 2 (the paper: 2 epochs), finetune_global_batch_size 128,
+#             finetune_per_device_batch_size 16, finetune_learning_rate 2e-5, finetune_weight_decay 0.1,
+#             finetune_max_grad_norm 1.0, "linear-warmup+cosine-decay", finetune_warmup_ratio 0.03;
+#             projector + LLM trained, vision frozen. llm_max_length 2048. Data "llava-lvis4v-lrv"
+#             (LLaVA-v1.5 mix665k + LVIS-Instruct4V + LRV-Instruct). prismatic/cobra compute
+#             warmup steps as int(ratio * total) and apply weight decay to >=2-D tensors only.
+#   align data: LLaVA 558K captions; Cobra's AlignDataset drops the human prompt and predicts
+#   "{caption}<|endoftext|>" right after the image patches.
+_COBRA = "h-zhao1997/cobra cobra/conf/models.py (Cobra_3B); arXiv 2403.14520"
+RECIPES: dict[str, dict[str, Any]] = {
+    "align": dict(
+        dataset="LLaVA-Pretrain 558K (Cobra 'llava-v15' align split)", trainable=("projector",), template="plain",
+        epochs=1, global_batch_size=256, per_device_batch_size=16, learning_rate=1e-3, weight_decay=0.0,
+        decay_1d=False, max_grad_norm=1.0, warmup_ratio=0.03, warmup_rounding="floor", max_length=2048,
+        group_by_modality_length=False, source=_COBRA),
+    "instruct": dict(
+        dataset="llava-lvis4v-lrv: llava_v1_5_mix665k + LVIS-Instruct4V + LRV-Instruct", trainable=("projector", "lm"),
+        template="chat", epochs=2, global_batch_size=128, per_device_batch_size=16, learning_rate=2e-5,
+        weight_decay=0.1, decay_1d=False, max_grad_norm=1.0, warmup_ratio=0.03, warmup_rounding="floor",
+        max_length=2048, group_by_modality_length=True, source=_COBRA),
+}
 
 
+def chat_template(model, tokenizer):
+    """Cobra's chat template for the model's LLM (`mmeval.models.cobra.chat_template`): inference and training."""
+    from mmeval.models.cobra import chat_template as cobra_template
 
-class CobraAdapter(Adapter):
+    return cobra_template(tokenizer, model.cfg.prompt_style)
+
+
+class CobraFinetune(ModelSpec):
+    """`mmeval finetune --model cobra`: Cobra run dirs in and out (`save_cobra`), towers beside them."""
+
+    def __init__(self):
+        super().__init__(name="cobra", image_first=True, recipes=RECIPES, chat_template=chat_template,
+                         options=("vision", "llm", "tokenizer", "model_id", "arch_specifier", "vision_backbone_id"))
+
+    def build(self, tiny, init, options, device, seed, stage):
+        from mmeval.models.cobra import Cobra, CobraConfig, build_tiny_tokenizer
+
+        if init:
+            return self.load(init, device, options)
+        if tiny:
+            tok = build_tiny_tokenizer()
+            over = {k: options[k] for k in ("arch_specifier", "vision_backbone_id") if k in options}
+            cfg = CobraConfig.tiny_config(vocab_size=len(tok), **over)
+            torch.manual_seed(seed)
+            return Cobra(cfg, device=device), tok
+        # full size from the parts: Mamba LM dir (llm=...), tower weights (vision=...), fresh projector
+        from mmeval.models.mamba import load_mamba_lm
+
+        if not options.get("llm") or not options.get("vision"):
+            raise ValueError("cobra: without --init give --set llm=MAMBA_DIR,vision=TOWER_DIR (or --tiny)")
+        cfg = CobraConfig.preset(options.get("model_id", "cobra+3b"))
+        torch.manual_seed(seed)
+        model = Cobra(cfg, device=device, vision_weights=options["vision"])
+        lm = load_mamba_lm(options["llm"], device=device, dtype=torch.float32)
+        model.lm.load_state_dict(lm.state_dict())
+        model.lm.tie_weights()
+        return model, load_tokenizer_dir(options.get("tokenizer") or options["llm"])
+
+    def load(self, directory, device, options=None):
+        from mmeval.models.cobra import load_cobra, resolve_run_dir
+
+        options = options or {}
+        run = resolve_run_dir(directory)
+        vision = options.get("vision") or (str(run / "vision") if (run / "vision").is_dir() else None)
+        model, run = load_cobra(run, device=device, dtype=torch.float32, vision_weights=vision)
+        tok_src = options.get("tokenizer") or (run if (run / "tokenizer.json").is_file() else None)
+        if tok_src is None:
+            from mmeval.models.cobra import build_tiny_tokenizer
+
+            if not model.cfg.tiny:
+                raise ValueError(f"cobra: no tokenizer.json in {run}; pass --set tokenizer=PATH")
+            return model, build_tiny_tokenizer()
+        return model, load_tokenizer_dir(tok_src)
+
+    def save(self, model, tokenizer, directory, options=None):
+        from mmeval.models.cobra import save_cobra
+        from mmeval.models.vision_timm import save_vision_weights
+
+        options = options or {}
+        d = save_cobra(model, directory)
+        if not options.get("vision"):  # random/tiny towers are not in Cobra's checkpoint: keep them beside it
+            save_vision_weights(model.vision, d / "vision")
+        tokenizer.save_pretrained(str(d))
+        write_meta(d, {"model": self.name, "vision": options.get("vision") or "vision/"})
+        return d
+
+    def rebuild(self, model):
+        from mmeval.models.cobra import Cobra
+
+        return Cobra(model.cfg)
+
+    def groups(self, model):
+        return {"vision": model.vision, "projector": model.projector, "lm": model.lm}
+
+    def forward(self, m, batch, device):
+        pv = batch["pixel_values"]
+        return m(input_ids=batch["input_ids"].to(device), lengths=batch["lengths"].to(device),
+                 pixel_values=to_device(pv, device), labels=batch["labels"].to(device),
+                 has_image=batch["has_image"].to(device) if pv is not None else None)
+
+
+# ---- the demo model ---------------------------------------------------------------------------
+class CobraDemo(DemoSpec):
+    """`make demo`'s Cobra: the tiny DINOv2 + SigLIP towers at the demo's size, the projector, a small LM;
+    the towers are saved beside the checkpoint (`vision/`)."""
+
+    def build(self, cfg, vocab_size):
+        from mmeval.models.cobra import Cobra, CobraConfig
+
+        lm = dict(d_model=cfg.d_model, n_layer=cfg.n_layer, vocab_size=vocab_size, d_state=cfg.d_state,
+                  dt_min=cfg.dt_min, dt_max=cfg.dt_max)
+        over = {"arch_specifier": cfg.projector} if cfg.projector else {}
+        over["image_size"] = cfg.image_size
+        return Cobra(CobraConfig.tiny_config(vocab_size=vocab_size, lm=lm, **over))
+
+    def model_args(self, checkpoint):
+        return {"checkpoint": str(checkpoint), "vision": str(Path(checkpoint) / "vision")}
+
+    def prompt_texts(self):
+        from mmeval.models.cobra import build_prompt
+
+        return [build_prompt("x", "zephyr"), build_prompt("x", "mamba")]
+
+
+# ---- the adapter ------------------------------------------------------------------------------
+class CobraAdapter(MambaVLMAdapter):
     name = "cobra"
     description = "Cobra (DINOv2+SigLIP ViTs, fused MLP projector, Mamba-2.8B-Zephyr LM); arXiv 2403.14520"
     preferred_protocol = "prismatic"
@@ -35,7 +174,8 @@ class CobraAdapter(Adapter):
                      "must match the checkpoint otherwise)",
         "llm": "LLM id (mamba-2.8b-zephyr (default), mamba-2.8b-slimpj, mamba-2.8b, mamba-1.4b) or a local "
                "Mamba dir (tokenizer source)",
-        "model": "Cobra preset for random_init/tiny: cobra+3b (default), cobra-base+3b, cobra-siglip+3b, cobra-ldpnet+3b",
+        "model": "Cobra preset for random_init/tiny: cobra+3b (default), cobra-base+3b, cobra-siglip+3b, "
+                 "cobra-ldpnet+3b",
         "resize": "image_resize_strategy: resize-naive (cobra+3b) | resize-crop | letterbox",
         "dtype": "bf16 | fp16 | fp32 (default bf16 on CUDA, fp32 on CPU)",
         "device": "torch device (default: the runner's)",
@@ -47,45 +187,30 @@ class CobraAdapter(Adapter):
         "kernel": "auto | ref | cuda: Mamba kernels (default auto)",
     }
 
-    def __init__(self, model, tokenizer, args: dict[str, str], device: torch.device, dtype: torch.dtype,
-                 run_dir: Path | None = None, vision_source: str | None = None, tokenizer_source: str | None = None,
-                 prefix_cache: bool = True, cuda_graphs: bool = False):
-        from mmeval.models.cobra import encode_prompt
-        from mmeval.models.vlm_runtime import PromptSplit, VLMRuntime
+    finetune = CobraFinetune()
+    lmms_eval = LmmsEvalName("cobra")
+    # the settings `make demo` and the embedded default use (measured on 2 CPU cores: see docs/quickstart.md)
+    demo = CobraDemo(settings=dict(align_steps=600, steps=1300, batch_size=64))
 
-        self.model, self.tokenizer, self.args = model, tokenizer, dict(args)
-        self.device, self.dtype, self.run_dir = device, dtype, run_dir
-        self.vision_source, self.tokenizer_source = vision_source, tokenizer_source
-        self._sha: str | None = None
-        style = model.cfg.prompt_style
-        cache: OrderedDict[str, list[int]] = OrderedDict()
+    chat_template = staticmethod(chat_template)
 
-        def split_prompt(prompt: str, has_image: bool) -> PromptSplit:
-            ids = cache.get(prompt)
-            if ids is None:
-                ids = encode_prompt(tokenizer, prompt, style)
-                cache[prompt] = ids
-                if len(cache) > 4096:
-                    cache.popitem(last=False)
-            # Cobra: no BOS, the image patches come first, then the whole templated prompt
-            return PromptSplit(before_image=[], after_image=list(ids))
+    def __init__(self, *args, vision_source: str | None = None, **kwargs):
+        self.vision_source = vision_source
+        super().__init__(*args, **kwargs)
 
-        self.split_prompt = split_prompt
-        self.runtime = VLMRuntime(model, tokenizer, model.image_transform, split_prompt,
-                                  eos_token_id=tokenizer.eos_token_id, device=device, dtype=dtype,
-                                  prefix_cache=prefix_cache, cuda_graphs=cuda_graphs)
-
-    # ---- construction ----------------------------------------------------------------------
     @classmethod
-    def from_args(cls, args: dict[str, str], device: str = "cpu") -> "CobraAdapter":
-        from mmeval.models.cobra import LLM_BACKBONES, MODEL_PRESETS, Cobra, CobraConfig, build_tiny_tokenizer, \
-            load_cobra
+    def load(cls, args: dict[str, str], common: CommonModelArgs) -> Loaded:
+        from mmeval.models.cobra import (
+            LLM_BACKBONES,
+            MODEL_PRESETS,
+            Cobra,
+            CobraConfig,
+            build_tiny_tokenizer,
+            load_cobra,
+        )
 
-        cls.check_args(args)
-        common = CommonModelArgs.parse(args, device)
-        dev, dtype, tiny, random_init = common.device, common.dtype, common.tiny, common.random_init
-        prefix_cache, cuda_graphs, kernel, seed = common.prefix_cache, common.cuda_graphs, common.kernel, common.seed
-        ckpt = common.checkpoint
+        dev, dtype, tiny, random_init, ckpt = common.device, common.dtype, common.tiny, common.random_init, \
+            common.checkpoint
         if sum([tiny, random_init, bool(ckpt)]) != 1:
             raise ModelArgsError("model cobra: give exactly one of checkpoint=PATH, tiny=1 or random_init=1")
 
@@ -93,7 +218,8 @@ class CobraAdapter(Adapter):
         llm_dir = llm_arg if llm_arg and os.path.isdir(os.path.expanduser(llm_arg)) else None
         llm_id = llm_arg if llm_arg and not llm_dir else None
         if llm_id is not None and llm_id not in LLM_BACKBONES:
-            raise ModelArgsError(f"model cobra: unknown llm {llm_id!r}; known: {', '.join(LLM_BACKBONES)} or a directory")
+            raise ModelArgsError(f"model cobra: unknown llm {llm_id!r}; known: {', '.join(LLM_BACKBONES)} "
+                                 "or a directory")
         over: dict[str, Any] = {}
         if args.get("projector"):
             over["arch_specifier"] = args["projector"]
@@ -109,79 +235,48 @@ class CobraAdapter(Adapter):
         vision_source = args.get("vision")
         tok_source = args.get("tokenizer")
         if tiny:
-            tok = _load_tok(tok_source) if tok_source else build_tiny_tokenizer()
+            tok = cls.load_tokenizer(tok_source) if tok_source else build_tiny_tokenizer()
             tok_source = tok_source or "tiny (in-memory)"
             base = {k: v for k, v in MODEL_PRESETS[preset].items() if k not in over}
             cfg = CobraConfig.tiny_config(vocab_size=len(tok), **base, **over)
-            torch.manual_seed(seed)
-            model = Cobra(cfg, device=dev, dtype=dtype, kernel=kernel)
+            torch.manual_seed(common.seed)
+            model = Cobra(cfg, device=dev, dtype=dtype, kernel=common.kernel)
         elif random_init:
             cfg = CobraConfig.preset(preset, **over)
-            torch.manual_seed(seed)
-            model = Cobra(cfg, device=dev, dtype=dtype, kernel=kernel)
+            torch.manual_seed(common.seed)
+            model = Cobra(cfg, device=dev, dtype=dtype, kernel=common.kernel)
             if tok_source or llm_dir:
-                tok = _load_tok(tok_source or llm_dir)
+                tok = cls.load_tokenizer(tok_source or llm_dir)
                 tok_source = tok_source or llm_dir
             else:  # no files at all: ids only need to lie inside the vocabulary
                 tok = build_tiny_tokenizer()
                 tok_source = "tiny (in-memory; random_init without tokenizer=)"
         else:
             vision = _resolve_vision(vision_source)
-            model, run_dir = load_cobra(ckpt, device=dev, dtype=dtype, kernel=kernel, vision_weights=vision,
+            model, run_dir = load_cobra(ckpt, device=dev, dtype=dtype, kernel=common.kernel, vision_weights=vision,
                                         overrides=over)
             vision_source = vision if isinstance(vision, str) else "random"
             tok_source = tok_source or llm_dir or (str(run_dir) if (run_dir / "tokenizer.json").is_file() else None) \
                 or LLM_BACKBONES[model.cfg.llm_backbone_id]["hf_hub_path"]
-            tok = _load_tok(tok_source)
-        if tok.eos_token_id is None:
-            raise CheckpointError(f"model cobra: tokenizer {tok_source} has no EOS token (<|endoftext|>)")
-        model.eval().requires_grad_(False)
-        return cls(model, tok, args, dev, dtype, run_dir=run_dir, vision_source=vision_source,
-                   tokenizer_source=tok_source, prefix_cache=prefix_cache, cuda_graphs=cuda_graphs)
+            tok = cls.load_tokenizer(tok_source)
+        return Loaded(model, tok, tok_source, checkpoint=str(run_dir) if run_dir is not None else None,
+                      extra={"vision_source": vision_source})
 
-    # ---- answering -------------------------------------------------------------------------
-    def prepare(self, requests) -> None:
-        self.runtime.prepare(requests)  # decode + preprocess the next batch's images off the main thread
-
-    def generate(self, requests: Sequence[Request]) -> list[Prediction]:
-        return self.runtime.generate(requests)
-
-    def identity(self) -> dict[str, Any]:
+    def identity_config(self) -> dict[str, Any]:
         from mmeval.models.cobra import build_prompt
 
-        if self._sha is None and self.run_dir is not None:
-            self._sha = sha256_of_path(self.run_dir)
-        cfg = self.model.cfg.to_json()
-        cfg.update(lm_config=dict(vars(self.model.lm.config)), dtype=str(self.dtype).replace("torch.", ""),
-                   prompt_template=build_prompt("{prompt}", self.model.cfg.prompt_style),
-                   image_tokens=self.model.num_image_tokens, image_position="before the prompt (no BOS)",
-                   eos_token_id=self.tokenizer.eos_token_id, vision_weights=self.vision_source,
-                   tokenizer=self.tokenizer_source, prefix_cache=self.runtime.prefix_cache)
-        return {"name": self.name, "args": dict(self.args),
-                "checkpoint": str(self.run_dir) if self.run_dir is not None else None,
-                "checkpoint_sha256": self._sha, "config": cfg}
-
-    def close(self) -> None:
-        self.runtime = None  # type: ignore[assignment]
-        self.model = None
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-
-
-def _load_tok(source: str):
-    from mmeval.models.mamba import load_tokenizer
-    from mmeval.models.mamba.checkpoint import CheckpointError as EngineCheckpointError
-
-    try:
-        return load_tokenizer(source)
-    except EngineCheckpointError as exc:
-        raise CheckpointError(f"model cobra: tokenizer: {exc} (or pass tokenizer=PATH)") from None
+        m = self.model
+        return dict(lm_config=dict(vars(m.lm.config)), dtype=self.dtype_name,
+                    prompt_template=build_prompt("{prompt}", m.cfg.prompt_style),
+                    image_tokens=m.num_image_tokens, image_position="before the prompt (no BOS)",
+                    eos_token_id=self.tokenizer.eos_token_id, vision_weights=self.vision_source,
+                    tokenizer=self.tokenizer_source)
 
 
 def _resolve_vision(vision: str | None):
     """vision= value -> a weights dir, or None for random towers ('random')."""
     if vision is not None and vision.strip().lower() == "random":
-        warnings.warn("cobra: vision=random: the vision towers have random weights", stacklevel=3)
+        warnings.warn("cobra: vision=random: the vision towers have random weights", stacklevel=4)
         return None
     if vision is not None:
         p = Path(os.path.expanduser(vision))

@@ -11,7 +11,7 @@ import hashlib
 import time
 from typing import Any, Sequence
 
-from mmeval.adapter import Adapter
+from mmeval.adapter import Adapter, LmmsEvalName
 from mmeval.types import ImageError, Prediction, Request
 
 ANSWERS = ("Yes", "No", "Yes, there is.", "No, there is not.", "A", "B", "C", "2", "red", "True", "False")
@@ -24,6 +24,7 @@ class MockAdapter(Adapter):
     options = {"seed": "integer mixed into every answer (default 0)",
                "answers": "'|'-separated answers to pick from (default: a yes/no/letter/word mix)",
                "delay": "seconds to sleep per batch (to test interrupted runs)"}
+    lmms_eval = LmmsEvalName("mmeval_mock")
 
     def __init__(self, seed: int = 0, answers: Sequence[str] = ANSWERS, delay: float = 0.0):
         self.seed, self.answers, self.delay = seed, tuple(answers), delay

@@ -10,27 +10,170 @@ in-memory tokenizer, and `random_init=1` the full-size model with random weights
     mmeval run --model vl-mamba --model-args random_init=1,dtype=bfloat16 ...
 
 Prompt template, image placement and the BOS/EOS choice: `PROMPT_TEMPLATE_DOC` in
-`mmeval/models/vl_mamba.py`. Inference runs through `VLMRuntime`.
+`mmeval/models/vl_mamba.py`; inference and finetuning use the same template (`chat_template`).
+Inference runs through `VLMRuntime` (`MambaVLMAdapter`).
+
+The family is declared here in full: the adapter, its finetune spec and recipes (`VLMambaFinetune`),
+its lmms-eval name and its demo model (`VLMambaDemo`).
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
-from mmeval.adapter import Adapter, CommonModelArgs, sha256_of_path
-from mmeval.errors import CheckpointError, ModelArgsError
-from mmeval.types import Prediction, Request
+from mmeval.adapter import CommonModelArgs, LmmsEvalName
+from mmeval.errors import ModelArgsError
+from mmeval.finetune.specs import ModelSpec, load_tokenizer_dir, to_device, write_meta
+from mmeval.models.vlm_adapter import Loaded, MambaVLMAdapter
+from mmeval.synth.demo_models import DemoSpec
+
+AXES = ("encoder", "mmc", "scan", "llm")  # the paper's ablation axes
 
 
+# ---- training -------------------------------------------------------------------------------
+# The paper (arXiv 2403.13600, Sec. 4 "Implementation details") trains like LLaVA-1.5 in two stages --
+# (1) vision-language alignment on LLaVA's 558K LAION/CC/SBU caption set, vision encoder and Mamba LLM
+# frozen, only the multimodal connector (MMC) trained, 1 epoch, lr 1e-3, global batch 256;
+# (2) instruction tuning on LLaVA-v1.5 mix665k, vision encoder frozen, MMC + LLM trained, 1 epoch,
+# lr 2e-5, global batch 128; both AdamW, cosine schedule, warmup ratio 0.03. The values not given
+# by the paper are LLaVA-1.5's scripts, which VL-Mamba's training follows:
+#   haotian-liu/LLaVA scripts/v1_5/pretrain.sh: num_train_epochs 1, global batch 256 (16 per device x
+#       4 accumulation x 4 GPUs in that version of the script; 32 x 8 in the original), learning_rate 1e-3,
+#       weight_decay 0., warmup_ratio 0.03, lr_scheduler_type cosine, model_max_length 2048,
+#       --version plain (caption-only "plain" template), --tune_mm_mlp_adapter True (projector only);
+#   scripts/v1_5/finetune.sh: num_train_epochs 1, 16 per device x 8 GPUs = 128, learning_rate 2e-5,
+#       weight_decay 0., warmup_ratio 0.03, cosine, model_max_length 2048, --version v1 (Vicuna-v1
+#       chat template), --group_by_modality_length True.
+#   HF Trainer defaults used by LLaVA: AdamW betas (0.9, 0.999), eps 1e-8, max_grad_norm 1.0, warmup
+#   steps = ceil(ratio * total steps).
+_LLAVA = "LLaVA-1.5 scripts/v1_5/{pretrain,finetune}.sh; VL-Mamba arXiv 2403.13600 Sec. 4"
+RECIPES: dict[str, dict[str, Any]] = {
+    "align": dict(
+        dataset="LLaVA-Pretrain blip_laion_cc_sbu_558k.json (558K)", trainable=("projector",), template="plain",
+        epochs=1, global_batch_size=256, per_device_batch_size=32, learning_rate=1e-3, weight_decay=0.0,
+        decay_1d=True, max_grad_norm=1.0, warmup_ratio=0.03, warmup_rounding="ceil", max_length=2048,
+        group_by_modality_length=False, source=_LLAVA),
+    "instruct": dict(
+        dataset="llava_v1_5_mix665k.json (665K)", trainable=("projector", "lm"), template="chat",
+        epochs=1, global_batch_size=128, per_device_batch_size=16, learning_rate=2e-5, weight_decay=0.0,
+        decay_1d=True, max_grad_norm=1.0, warmup_ratio=0.03, warmup_rounding="ceil", max_length=2048,
+        group_by_modality_length=True, source=_LLAVA),
+}
 
-class VLMambaAdapter(Adapter):
+
+def chat_template(model, tokenizer):
+    """VL-Mamba's chat template (`mmeval.models.vl_mamba.chat_template`): inference and training."""
+    from mmeval.models.vl_mamba import chat_template as vl_mamba_template
+
+    return vl_mamba_template(tokenizer)
+
+
+class VLMambaFinetune(ModelSpec):
+    """`mmeval finetune --model vl-mamba`: LLaVA-style checkpoints in and out (`VLMamba.save_pretrained`)."""
+
+    def __init__(self):
+        super().__init__(name="vl-mamba", image_first=False, recipes=RECIPES, chat_template=chat_template,
+                         options=("vision_tower", "projector", "tokenizer") + AXES)
+
+    def build(self, tiny, init, options, device, seed, stage):
+        from mmeval.models.vl_mamba import VLMamba, VLMambaConfig, build_tiny_tokenizer
+
+        axes = {k: options[k] for k in AXES if k in options}
+        if init:
+            cfg = VLMambaConfig(tiny=tiny, **axes) if (tiny or axes) else None
+            torch.manual_seed(seed)
+            model = VLMamba.from_pretrained(init, device=device, dtype=torch.float32,
+                                            vision_tower=options.get("vision_tower"),
+                                            projector=options.get("projector"), config=cfg,
+                                            allow_random_projector=(stage == "align"), allow_random_vision_tower=tiny)
+            d = Path(init)
+            if options.get("tokenizer") or (d / "tokenizer.json").is_file():
+                return model, load_tokenizer_dir(options.get("tokenizer") or d)
+            if not model.cfg.tiny:
+                raise ValueError(f"vl-mamba: no tokenizer.json in {d}; pass --set tokenizer=PATH")
+            return model, build_tiny_tokenizer()
+        if not tiny:
+            raise ValueError("vl-mamba: without --init give --tiny (or --init a Mamba LM dir / VL-Mamba checkpoint)")
+        tok = build_tiny_tokenizer()
+        cfg = VLMambaConfig(tiny=True, **axes)
+        torch.manual_seed(seed)
+        return VLMamba(cfg, device=device), tok
+
+    def load(self, directory, device, options=None):
+        return self.build(_tiny_checkpoint(directory), str(directory), dict(options or {}), device, 0, "instruct")
+
+    def save(self, model, tokenizer, directory, options=None):
+        d = model.save_pretrained(directory)
+        tokenizer.save_pretrained(str(d))
+        write_meta(d, {"model": self.name})
+        return d
+
+    def rebuild(self, model):
+        from mmeval.models.vl_mamba import VLMamba
+
+        return VLMamba(model.cfg)
+
+    def groups(self, model):
+        return {"vision": model.vision_tower, "projector": model.mm_projector, "lm": model.lm}
+
+    def set_trainable(self, model, trainable):
+        super().set_trainable(model, trainable)
+        model.freeze_vision_tower = "vision" not in trainable
+
+    def forward(self, m, batch, device):
+        from mmeval.models.vl_mamba import IMAGE_TOKEN_INDEX
+
+        return m(input_ids=batch["input_ids"].to(device), lengths=batch["lengths"].to(device),
+                 pixel_values=to_device(batch["pixel_values"], device), image_token_id=IMAGE_TOKEN_INDEX,
+                 labels=batch["labels"].to(device))
+
+    def loss_vocab(self, model):
+        return int(model.lm.config.vocab_size)  # VLMamba.forward's loss runs over the unpadded vocabulary
+
+
+def _tiny_checkpoint(d) -> bool:
+    f = Path(d) / "config.json"
+    try:
+        return bool(json.loads(f.read_text()).get("vl_mamba", {}).get("tiny"))
+    except Exception:
+        return False
+
+
+# ---- the demo model ---------------------------------------------------------------------------
+class VLMambaDemo(DemoSpec):
+    """`make demo`'s VL-Mamba: the tiny SigLIP tower at the demo's size, the `mmc` connector, a small LM."""
+
+    def build(self, cfg, vocab_size):
+        from mmeval.models.vision_hf import vision_config_dict
+        from mmeval.models.vl_mamba import TINY_LM, VLMamba, VLMambaConfig
+
+        lm = json.loads(json.dumps(TINY_LM))
+        lm.update(d_model=cfg.d_model, n_layer=cfg.n_layer, vocab_size=vocab_size,
+                  ssm_cfg={"d_state": cfg.d_state, "dt_min": cfg.dt_min, "dt_max": cfg.dt_max})
+        vision = dict(vision_config_dict("siglip", tiny=True), image_size=cfg.image_size, patch_size=cfg.patch_size)
+        return VLMamba(VLMambaConfig(tiny=True, encoder="siglip", mmc=cfg.mmc, lm_config=lm, vision_config=vision))
+
+    def prompt_texts(self):
+        from mmeval.models.vl_mamba import build_prompt
+
+        return [build_prompt("x")]
+
+    def phrases(self):
+        from mmeval.models.vl_mamba import SYSTEM_PROMPT
+
+        return [SYSTEM_PROMPT]
+
+
+# ---- the adapter ------------------------------------------------------------------------------
+class VLMambaAdapter(MambaVLMAdapter):
     name = "vl-mamba"
-    description = "VL-Mamba (CLIP/SigLIP ViT, MLP/VSS-MLP/VSS-L2 connector with BSM/CSM scan, Mamba LM); arXiv 2403.13600"
+    description = ("VL-Mamba (CLIP/SigLIP ViT, MLP/VSS-MLP/VSS-L2 connector with BSM/CSM scan, Mamba LM); "
+                   "arXiv 2403.13600")
     preferred_protocol = "llava"
     options = {
         "encoder": "vision tower: clip (CLIP-ViT-L/14-336) | siglip (SigLIP-SO400M/14-384, default)",
@@ -54,52 +197,26 @@ class VLMambaAdapter(Adapter):
         "kernel": "auto | ref | cuda: Mamba/VSS scan kernels (default auto)",
     }
 
-    def __init__(self, model, tokenizer, args: dict[str, str], device: torch.device, dtype: torch.dtype,
-                 checkpoint: str | None = None, tokenizer_source: str | None = None,
-                 prefix_cache: bool = True, cuda_graphs: bool = False):
-        from mmeval.models.vl_mamba import split_prompt_ids
-        from mmeval.models.vlm_runtime import PromptSplit, VLMRuntime
+    finetune = VLMambaFinetune()
+    lmms_eval = LmmsEvalName("vl_mamba", aliases=("vl-mamba",))
+    # the settings `make demo` and the embedded default use (measured on 2 CPU cores: see docs/quickstart.md)
+    demo = VLMambaDemo(settings=dict(align_steps=600, steps=1300, batch_size=64, learning_rate=5e-3))
 
-        self.model, self.tokenizer, self.args = model, tokenizer, dict(args)
-        self.device, self.dtype, self.checkpoint = device, dtype, checkpoint
-        self.tokenizer_source = tokenizer_source
-        self._sha: str | None = None
-        cache: OrderedDict[tuple[str, bool], PromptSplit] = OrderedDict()
+    chat_template = staticmethod(chat_template)
 
-        def split_prompt(prompt: str, has_image: bool) -> PromptSplit:
-            key = (prompt, has_image)
-            split = cache.get(key)
-            if split is None:
-                before, after = split_prompt_ids(tokenizer, prompt, has_image)
-                split = PromptSplit(before_image=before, after_image=after)
-                cache[key] = split
-                if len(cache) > 4096:
-                    cache.popitem(last=False)
-            return split
-
-        self.split_prompt = split_prompt
-        self.runtime = VLMRuntime(model, tokenizer, model.preprocess, split_prompt,
-                                  eos_token_id=tokenizer.eos_token_id, device=device, dtype=dtype,
-                                  prefix_cache=prefix_cache, cuda_graphs=cuda_graphs,
-                                  candidate_prefix=" ")  # "ASSISTANT:" is followed by " Yes"
-
-    # ---- construction ----------------------------------------------------------------------
     @classmethod
-    def from_args(cls, args: dict[str, str], device: str = "cpu") -> "VLMambaAdapter":
+    def load(cls, args: dict[str, str], common: CommonModelArgs) -> Loaded:
         from mmeval.models.vl_mamba import VLMamba, VLMambaConfig, build_tiny_tokenizer
 
-        cls.check_args(args)
-        common = CommonModelArgs.parse(args, device)
-        dev, dtype, tiny, random_init = common.device, common.dtype, common.tiny, common.random_init
-        prefix_cache, cuda_graphs, kernel, seed = common.prefix_cache, common.cuda_graphs, common.kernel, common.seed
-        ckpt = common.checkpoint
+        dev, dtype, tiny, random_init, ckpt = common.device, common.dtype, common.tiny, common.random_init, \
+            common.checkpoint
         if tiny and random_init:
             raise ModelArgsError("model vl-mamba: give tiny=1 or random_init=1, not both")
         if random_init and ckpt:
             raise ModelArgsError("model vl-mamba: random_init=1 builds a model without files; drop checkpoint=")
         if not (tiny or random_init or ckpt):
             raise ModelArgsError("model vl-mamba: give checkpoint=PATH, tiny=1 or random_init=1")
-        axes = {k: args[k] for k in ("encoder", "mmc", "scan", "llm") if args.get(k)}
+        axes = {k: args[k] for k in AXES if args.get(k)}
         try:
             cfg = VLMambaConfig(tiny=tiny, **axes)
         except ValueError as e:
@@ -108,7 +225,7 @@ class VLMambaAdapter(Adapter):
         tok_source = args.get("tokenizer")
         if ckpt:
             ckpt_path = _resolve_checkpoint(ckpt)
-            model = VLMamba.from_pretrained(ckpt_path, device=dev, dtype=dtype, kernel=kernel,
+            model = VLMamba.from_pretrained(ckpt_path, device=dev, dtype=dtype, kernel=common.kernel,
                                             vision_tower=args.get("vision_tower"), projector=args.get("projector"),
                                             config=cfg)
             ckpt = str(ckpt_path)
@@ -121,70 +238,35 @@ class VLMambaAdapter(Adapter):
             else:
                 tok_source = tok_source or (ckpt if (ckpt_path / "tokenizer.json").is_file() else None) \
                     or model.cfg.llm_hub_id or "EleutherAI/gpt-neox-20b"
-                tok = _load_tok(tok_source)
+                tok = cls.load_tokenizer(tok_source)
         else:
-            torch.manual_seed(seed)
-            model = VLMamba(cfg, device=dev, dtype=dtype, kernel=kernel)
+            torch.manual_seed(common.seed)
+            model = VLMamba(cfg, device=dev, dtype=dtype, kernel=common.kernel)
             if tiny:  # break the symmetric initial values (norms at 1, D at 1, ...) so outputs vary
                 with torch.no_grad():
                     for prm in model.parameters():
                         prm.add_(torch.randn_like(prm) * 0.2)
             if tok_source:
-                tok = _load_tok(tok_source)
+                tok = cls.load_tokenizer(tok_source)
             else:  # no files at all: ids only need to lie inside the vocabulary
                 tok = build_tiny_tokenizer()
                 tok_source = "tiny (in-memory)" + ("" if tiny else "; random_init without tokenizer=")
-        if tok.eos_token_id is None:
-            raise CheckpointError(f"model vl-mamba: tokenizer {tok_source} has no EOS token (<|endoftext|>)")
-        model.eval().requires_grad_(False)
-        return cls(model, tok, args, dev, dtype, checkpoint=ckpt, tokenizer_source=tok_source,
-                   prefix_cache=prefix_cache, cuda_graphs=cuda_graphs)
+        return Loaded(model, tok, tok_source, checkpoint=ckpt)
 
-    # ---- answering -------------------------------------------------------------------------
-    def prepare(self, requests) -> None:
-        self.runtime.prepare(requests)  # decode + preprocess the next batch's images off the main thread
-
-    def generate(self, requests: Sequence[Request]) -> list[Prediction]:
-        return self.runtime.generate(requests)
-
-    def identity(self) -> dict[str, Any]:
+    def identity_config(self) -> dict[str, Any]:
         from mmeval.models.vl_mamba import PROMPT_TEMPLATE
 
-        if self._sha is None and self.checkpoint is not None and Path(self.checkpoint).exists():
-            self._sha = sha256_of_path(self.checkpoint)
         m = self.model
-        cfg = m.cfg.to_json()
-        cfg.update(dtype=str(self.dtype).replace("torch.", ""), prompt_template=PROMPT_TEMPLATE,
-                   bos="<|endoftext|> prepended", image_tokens=m.num_image_tokens,
-                   image_position="after 'USER: ' of the first turn (LLaVA-1.5)",
-                   eos_token_id=self.tokenizer.eos_token_id, tokenizer=self.tokenizer_source,
-                   vision_weights=m.vision_tower.source or ("checkpoint" if self.checkpoint else "random"),
-                   prefix_cache=self.runtime.prefix_cache)
-        return {"name": self.name, "args": dict(self.args), "checkpoint": self.checkpoint,
-                "checkpoint_sha256": self._sha, "config": cfg}
-
-    def close(self) -> None:
-        self.runtime = None  # type: ignore[assignment]
-        self.model = None
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        return dict(dtype=self.dtype_name, prompt_template=PROMPT_TEMPLATE, bos="<|endoftext|> prepended",
+                    image_tokens=m.num_image_tokens, image_position="after 'USER: ' of the first turn (LLaVA-1.5)",
+                    eos_token_id=self.tokenizer.eos_token_id, tokenizer=self.tokenizer_source,
+                    vision_weights=m.vision_tower.source or ("checkpoint" if self.checkpoint else "random"))
 
 
 def _resolve_checkpoint(ckpt: str) -> Path:
     p = Path(os.path.expanduser(ckpt))
     if p.is_dir():
         return p
-    from mmeval.models.vl_mamba import _call_engine
     from mmeval.models.mamba.checkpoint import resolve_checkpoint_dir
 
-    return _call_engine(lambda: resolve_checkpoint_dir(ckpt))  # a hub id (bare Mamba LM)
-
-
-def _load_tok(source: str):
-    from mmeval.models.mamba import load_tokenizer
-    from mmeval.models.mamba.checkpoint import CheckpointError as EngineCheckpointError
-
-    try:
-        return load_tokenizer(source)
-    except EngineCheckpointError as exc:
-        raise CheckpointError(f"model vl-mamba: tokenizer: {exc} (or pass tokenizer=PATH)") from None
+    return resolve_checkpoint_dir(ckpt)  # a hub id (bare Mamba LM)

@@ -4,9 +4,9 @@
     res = finetune("cobra", get_recipe("cobra", "instruct", {"max_steps": "10"}), "data.json", "images/", "out/")
 
 The click command is `mmeval.finetune.commands.finetune_command` (`mmeval finetune --help`)."""
-from mmeval.finetune.recipes import PRESETS, Recipe, get_recipe, parse_set
+from mmeval.finetune.recipes import Recipe, get_recipe, parse_set
 
-__all__ = ["PRESETS", "Recipe", "finetune", "get_recipe", "parse_set", "spawn_finetune"]
+__all__ = ["Recipe", "finetune", "get_recipe", "parse_set", "spawn_finetune"]
 
 
 def __getattr__(name):  # the loop imports torch: load it only when asked

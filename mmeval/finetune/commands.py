@@ -23,12 +23,17 @@ model options (cobra: vision=DIR, llm=DIR, tokenizer=PATH, model_id; vl-mamba: v
 projector=FILE, tokenizer=PATH, encoder, mmc, scan, llm). --resume auto continues from the latest
 checkpoint in --output (trainer_state.pt: optimizer, scheduler, data position, RNG states)."""
 
-MODEL_OPTIONS = {"vision", "llm", "tokenizer", "model_id", "arch_specifier", "vision_backbone_id", "vision_tower",
-                 "projector", "encoder", "mmc", "scan"}
+
+def model_options() -> set[str]:
+    """The --set keys that are model options (any trainable family's), not recipe fields."""
+    from mmeval.finetune.specs import finetune_models
+
+    return {k for spec in finetune_models().values() for k in spec.options}
 
 
 @click.command("finetune", epilog=EPILOG, context_settings={"max_content_width": 110})
-@click.option("--model", "model_name", type=click.Choice(["vl-mamba", "cobra"]), required=True)
+@click.option("--model", "model_name", required=True, metavar="NAME",
+              help="a model family that declares a finetune spec (built in: vl-mamba, cobra)")
 @click.option("--stage", type=click.Choice(["align", "instruct", "finetune"]), required=True,
               help="align: projector only (stage 1); instruct (= Cobra's 'finetune'): projector + LM")
 @click.option("--data", "data", type=click.Path(exists=True, dir_okay=False), required=True,
@@ -55,8 +60,9 @@ def finetune_command(model_name, stage, data, images, init, output, sets, max_st
 
     try:
         kv = parse_set(sets)
-        options = {k: v for k, v in kv.items() if k in MODEL_OPTIONS}
-        recipe = get_recipe(model_name, stage, {k: v for k, v in kv.items() if k not in MODEL_OPTIONS})
+        known = model_options()
+        options = {k: v for k, v in kv.items() if k in known}
+        recipe = get_recipe(model_name, stage, {k: v for k, v in kv.items() if k not in known})
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     if print_recipe:

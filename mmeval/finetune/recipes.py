@@ -1,38 +1,9 @@
-"""Training recipes of the two papers as presets (every field overridable with ``key=value``).
+"""Training recipes: the `Recipe` fields, each paper's presets looked up by (model, stage), and
+`--set key=value` overrides (every field overridable).
 
-Sources (read for this file; numbers checked against them):
-
-VL-Mamba (arXiv 2403.13600, Sec. 4 "Implementation details"): the paper trains like LLaVA-1.5 in two
-stages -- (1) vision-language alignment on LLaVA's 558K LAION/CC/SBU caption set, vision encoder and
-Mamba LLM frozen, only the multimodal connector (MMC) trained, 1 epoch, lr 1e-3, global batch 256;
-(2) instruction tuning on LLaVA-v1.5 mix665k, vision encoder frozen, MMC + LLM trained, 1 epoch,
-lr 2e-5, global batch 128; both AdamW, cosine schedule, warmup ratio 0.03. The values not given
-by the paper are LLaVA-1.5's scripts, which VL-Mamba's training follows:
-  haotian-liu/LLaVA scripts/v1_5/pretrain.sh: num_train_epochs 1, global batch 256 (16 per device x
-      4 accumulation x 4 GPUs in that version of the script; 32 x 8 in the original), learning_rate 1e-3,
-      weight_decay 0., warmup_ratio 0.03, lr_scheduler_type cosine, model_max_length 2048,
-      --version plain (caption-only "plain" template), --tune_mm_mlp_adapter True (projector only);
-  scripts/v1_5/finetune.sh: num_train_epochs 1, 16 per device x 8 GPUs = 128, learning_rate 2e-5,
-      weight_decay 0., warmup_ratio 0.03, cosine, model_max_length 2048, --version v1 (Vicuna-v1
-      chat template), --group_by_modality_length True.
-  HF Trainer defaults used by LLaVA: AdamW betas (0.9, 0.999), eps 1e-8, max_grad_norm 1.0, warmup
-  steps = ceil(ratio * total steps).
-
-Cobra (arXiv 2403.14520; h-zhao1997/cobra `cobra/conf/models.py`, class Cobra_3B, and
-`cobra/models/vlms/cobra.py::freeze_backbones`):
-  align:    align_epochs 1, align_global_batch_size 256, align_per_device_batch_size 16,
-            align_learning_rate 1e-3, align_weight_decay 0.0, align_max_grad_norm 1.0,
-            "linear-warmup+cosine-decay", align_warmup_ratio 0.03; trains the projector only
-            (vision_backbone + llm_backbone frozen). NB: the released cobra+3b uses the
-            `no-align+...` arch specifier, i.e. it SKIPS this stage and finetunes from a fresh projector.
-  finetune: finetune_epochs 2 (the paper: 2 epochs), finetune_global_batch_size 128,
-            finetune_per_device_batch_size 16, finetune_learning_rate 2e-5, finetune_weight_decay 0.1,
-            finetune_max_grad_norm 1.0, "linear-warmup+cosine-decay", finetune_warmup_ratio 0.03;
-            projector + LLM trained, vision frozen. llm_max_length 2048. Data "llava-lvis4v-lrv"
-            (LLaVA-v1.5 mix665k + LVIS-Instruct4V + LRV-Instruct). prismatic/cobra compute
-            warmup steps as int(ratio * total) and apply weight decay to >=2-D tensors only.
-  align data: LLaVA 558K captions; Cobra's AlignDataset drops the human prompt and predicts
-  "{caption}<|endoftext|>" right after the image patches.
+The presets are part of each family's finetune spec (`ModelSpec.recipes`, declared in its adapter
+module with the sources its numbers were checked against): VL-Mamba trains like LLaVA-1.5
+(`model_adapters/vl_mamba.py`), Cobra like its released code (`model_adapters/cobra.py`).
 """
 from __future__ import annotations
 
@@ -41,7 +12,6 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
-MODELS = ("vl-mamba", "cobra")
 STAGES = ("align", "instruct")
 STAGE_ALIASES = {"finetune": "instruct", "pretrain": "align", "instruct": "instruct", "align": "align"}
 PARAM_GROUPS = ("vision", "projector", "lm")
@@ -106,33 +76,6 @@ class Recipe:
         return d
 
 
-_LLAVA = "LLaVA-1.5 scripts/v1_5/{pretrain,finetune}.sh; VL-Mamba arXiv 2403.13600 Sec. 4"
-_COBRA = "h-zhao1997/cobra cobra/conf/models.py (Cobra_3B); arXiv 2403.14520"
-
-PRESETS: dict[tuple[str, str], dict[str, Any]] = {
-    ("vl-mamba", "align"): dict(
-        dataset="LLaVA-Pretrain blip_laion_cc_sbu_558k.json (558K)", trainable=("projector",), template="plain",
-        epochs=1, global_batch_size=256, per_device_batch_size=32, learning_rate=1e-3, weight_decay=0.0,
-        decay_1d=True, max_grad_norm=1.0, warmup_ratio=0.03, warmup_rounding="ceil", max_length=2048,
-        group_by_modality_length=False, source=_LLAVA),
-    ("vl-mamba", "instruct"): dict(
-        dataset="llava_v1_5_mix665k.json (665K)", trainable=("projector", "lm"), template="chat",
-        epochs=1, global_batch_size=128, per_device_batch_size=16, learning_rate=2e-5, weight_decay=0.0,
-        decay_1d=True, max_grad_norm=1.0, warmup_ratio=0.03, warmup_rounding="ceil", max_length=2048,
-        group_by_modality_length=True, source=_LLAVA),
-    ("cobra", "align"): dict(
-        dataset="LLaVA-Pretrain 558K (Cobra 'llava-v15' align split)", trainable=("projector",), template="plain",
-        epochs=1, global_batch_size=256, per_device_batch_size=16, learning_rate=1e-3, weight_decay=0.0,
-        decay_1d=False, max_grad_norm=1.0, warmup_ratio=0.03, warmup_rounding="floor", max_length=2048,
-        group_by_modality_length=False, source=_COBRA),
-    ("cobra", "instruct"): dict(
-        dataset="llava-lvis4v-lrv: llava_v1_5_mix665k + LVIS-Instruct4V + LRV-Instruct", trainable=("projector", "lm"),
-        template="chat", epochs=2, global_batch_size=128, per_device_batch_size=16, learning_rate=2e-5,
-        weight_decay=0.1, decay_1d=False, max_grad_norm=1.0, warmup_ratio=0.03, warmup_rounding="floor",
-        max_length=2048, group_by_modality_length=True, source=_COBRA),
-}
-
-
 def canonical_stage(stage: str) -> str:
     s = STAGE_ALIASES.get(stage.lower())
     if s is None:
@@ -169,11 +112,14 @@ def _coerce(name: str, value: Any, current: Any, ftype: Any) -> Any:
 
 def get_recipe(model: str, stage: str, overrides: Optional[Mapping[str, Any]] = None) -> Recipe:
     """The paper preset for (model, stage) with `overrides` (values may be strings, as from --set)."""
+    from mmeval.finetune.specs import get_spec
+
     model = model.lower()
-    if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; known: {', '.join(MODELS)}")
+    presets = get_spec(model).recipes
     stage = canonical_stage(stage)
-    kw: dict[str, Any] = dict(model=model, stage=stage, **PRESETS[(model, stage)])
+    if stage not in presets:
+        raise ValueError(f"model {model} has no {stage} recipe; it has: {', '.join(presets)}")
+    kw: dict[str, Any] = dict(model=model, stage=stage, **presets[stage])
     fields = {f.name: f for f in dataclasses.fields(Recipe)}
     defaults = Recipe(model=model, stage=stage)
     for k, v in (overrides or {}).items():

@@ -7,11 +7,14 @@ declares (in pyproject.toml)
     [project.entry-points."lmms_eval.models"]
     mmeval = "mmeval.integrations.lmms_eval_models:lmms_eval_manifests"
 
-and the manifests below map lmms-eval names to the `lmms` subclasses of this module:
+and the manifests map lmms-eval names to `lmms` subclasses of this module: one per registered
+adapter that declares its lmms-eval name (`lmms_eval = LmmsEvalName(...)` on the adapter class),
+made here on first use and named after the adapter class (`VLMambaAdapter` -> `VLMambaLMM`), and
+`MMEvalLMM` for any adapter:
 
-    vl_mamba (alias vl-mamba) -> mmeval adapter `vl-mamba`
-    cobra                     -> mmeval adapter `cobra`
-    mmeval_mock               -> mmeval adapter `mock` (deterministic; for tests)
+    vl_mamba (alias vl-mamba) -> mmeval adapter `vl-mamba`   (VLMambaLMM)
+    cobra                     -> mmeval adapter `cobra`      (CobraLMM)
+    mmeval_mock               -> mmeval adapter `mock`       (MockLMM; deterministic, for tests)
     mmeval                    -> any mmeval adapter, chosen by `--model_args adapter=NAME,...`
 
 Each wraps one mmeval `Adapter`, so the adapter's own chat template, batching and per-image
@@ -25,6 +28,7 @@ adapter's next-token candidate probabilities; anything longer raises NotImplemen
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -45,12 +49,33 @@ _WRAPPER_KEYS = ("batch_size", "max_batch_size", "device")  # consumed by the wr
 # ---- registration ----------------------------------------------------------------------------
 def lmms_eval_manifests() -> list[ModelManifest]:
     """The payload of mmeval's `lmms_eval.models` entry point."""
-    return [
-        ModelManifest(model_id="vl_mamba", simple_class_path=f"{__name__}.VLMambaLMM", aliases=("vl-mamba",)),
-        ModelManifest(model_id="cobra", simple_class_path=f"{__name__}.CobraLMM"),
-        ModelManifest(model_id="mmeval_mock", simple_class_path=f"{__name__}.MockLMM"),
-        ModelManifest(model_id="mmeval", simple_class_path=f"{__name__}.MMEvalLMM"),
-    ]
+    named = [ModelManifest(model_id=cls.lmms_eval.model_id, simple_class_path=f"{__name__}.{class_name}",
+                           aliases=tuple(cls.lmms_eval.aliases))
+             for class_name, cls in _named_adapters().items()]
+    return named + [ModelManifest(model_id="mmeval", simple_class_path=f"{__name__}.MMEvalLMM")]
+
+
+def _named_adapters() -> dict[str, type]:
+    """{lmms class name: adapter class} of the registered adapters that declare an lmms-eval name."""
+    from mmeval.registry import model_classes
+
+    return {cls.__name__.removesuffix("Adapter") + "LMM": cls for cls in model_classes().values()
+            if getattr(cls, "lmms_eval", None) is not None}
+
+
+@functools.cache
+def _lmm_class(class_name: str) -> type:
+    adapter = _named_adapters()[class_name]
+    doc = f"lmms-eval model backed by the mmeval adapter `{adapter.name}`."
+    return type(class_name, (MMEvalLMM,), {"adapter_name": adapter.name, "__module__": __name__,
+                                           "__qualname__": class_name, "__doc__": doc})
+
+
+def __getattr__(name: str):
+    """The per-family classes the manifests name (`VLMambaLMM`, ...), made on first use."""
+    if name.endswith("LMM") and name in _named_adapters():
+        return _lmm_class(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---- images ----------------------------------------------------------------------------------
@@ -332,18 +357,6 @@ class MMEvalLMM(lmms):
         if key not in self._warned:
             self._warned.add(key)
             warnings.warn(message, stacklevel=3)
-
-
-class VLMambaLMM(MMEvalLMM):
-    adapter_name = "vl-mamba"
-
-
-class CobraLMM(MMEvalLMM):
-    adapter_name = "cobra"
-
-
-class MockLMM(MMEvalLMM):
-    adapter_name = "mock"
 
 
 # ---- small functions -------------------------------------------------------------------------

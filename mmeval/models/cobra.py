@@ -151,10 +151,38 @@ def build_prompt(message: str, style: str = "zephyr") -> str:
     raise ValueError(f"unknown prompt style {style!r}")
 
 
+def chat_segments(turns, has_image: bool = True, eos: str = ZEPHYR_EOS,
+                  style: str = "zephyr") -> list[tuple[Any, bool]]:
+    """The template as segments (`mmeval.models.chat`), one per `add_turn` of Cobra's PromptBuilder
+    (FinetuneDataset tokenises each turn on its own): the image first (the patches precede every
+    text token), then per turn the user prompt (`build_prompt`; turns after the first open with
+    "\\n") and the target reply "{reply}{eos}" (an empty reply is " ")."""
+    from mmeval.models.chat import IMAGE
+
+    segs: list[tuple[Any, bool]] = [(IMAGE, False)] if has_image else []
+    for i, (user, answer) in enumerate(turns):
+        segs.append((("" if i == 0 else "\n") + build_prompt(user, style), False))
+        if answer is not None:
+            segs.append(((answer or " ") + eos, True))
+    return segs
+
+
+def chat_template(tokenizer, style: str = "zephyr"):
+    """Cobra's `ChatTemplate` (chat: `chat_segments`; align: AlignDataset's "{caption}{eos}" after
+    the patches) bound to `tokenizer`: no BOS, the image before the first text token."""
+    from mmeval.models.chat import ChatTemplate
+
+    eos = tokenizer.eos_token or ZEPHYR_EOS
+    return ChatTemplate(tokenizer, lambda turns, has_image: chat_segments(turns, has_image, eos, style),
+                        plain_terminator=eos)
+
+
 def encode_prompt(tokenizer, message: str, style: str = "zephyr") -> list[int]:
     """Token ids of the templated prompt. The GPT-NeoX tokenizer Cobra uses adds no BOS/EOS, so
     none are added here whatever the local tokenizer's defaults are."""
-    return list(tokenizer.encode(build_prompt(message, style), add_special_tokens=False))
+    from mmeval.models.chat import encode_text
+
+    return encode_text(tokenizer, build_prompt(message, style))
 
 
 def build_tiny_tokenizer(words: Optional[list[str]] = None):

@@ -54,11 +54,11 @@ EOS_TOKEN = "<|endoftext|>"
 # ------------------------------------------------------------------------------ prompt template
 SYSTEM_PROMPT = ("A chat between a curious human and an artificial intelligence assistant. "
                  "The assistant gives helpful, detailed, and polite answers to the human's questions.")
-PROMPT_TEMPLATE = SYSTEM_PROMPT + " USER: <image>\n{prompt} ASSISTANT:"
 PROMPT_TEMPLATE_DOC = """\
 The VL-Mamba prompt: LLaVA-1.5's conv_vicuna_v1 (llava/conversation.py, sep_style TWO, sep " ",
 sep2 "</s>") with the GPT-NeoX tokenizer of the Mamba LMs. The paper says it follows LLaVA and
-prints no template; this is the one place where the choice is made:
+prints no template; this is the one place where the choice is made (`chat_segments`, which both
+inference and training use):
 
     <|endoftext|>{SYSTEM} USER: <image>\\n{prompt} ASSISTANT:            (generation)
     ... ASSISTANT: {answer}<|endoftext|>USER: {next} ASSISTANT: ...      (training turns)
@@ -75,22 +75,38 @@ prints no template; this is the one place where the choice is made:
 """
 
 
-def build_prompt(prompt: str, has_image: bool = True) -> str:
-    """The single-turn generation prompt (text, with the <image> placeholder)."""
-    user = f"{IMAGE_PLACEHOLDER}\n{prompt}" if has_image else prompt
-    return f"{SYSTEM_PROMPT} USER: {user} ASSISTANT:"
+def chat_segments(turns: Sequence[tuple[str, str | None]], has_image: bool = True,
+                  eos: str = EOS_TOKEN) -> list[tuple[Any, bool]]:
+    """The template as segments (`mmeval.models.chat`): "{SYSTEM} USER: " [IMAGE "\\n"]{msg} " ASSISTANT:",
+    then the target " {answer}{eos}", then "USER: {msg} ASSISTANT:" ... (LLaVA-v1's rounds, joined
+    without separator). A last turn with answer None ends at "ASSISTANT:" (generation)."""
+    from mmeval.models.chat import IMAGE
+
+    segs: list[tuple[Any, bool]] = []
+    for i, (user, answer) in enumerate(turns):
+        head = (SYSTEM_PROMPT + " ") if i == 0 else ""
+        if i == 0 and has_image:  # LLaVA moves <image> to the front of the first message: "<image>\\n{msg}"
+            segs += [(head + "USER: ", False), (IMAGE, False), (f"\n{user} ASSISTANT:", False)]
+        else:
+            segs.append((f"{head}USER: {user} ASSISTANT:", False))
+        if answer is not None:
+            segs.append((f" {answer}{eos}", True))
+    return segs
 
 
 def conversation_text(turns: Sequence[tuple[str, Optional[str]]], has_image: bool = True) -> str:
     """Multi-turn LLaVA v1 text; a final turn with answer None ends at "ASSISTANT:" (generation)."""
-    out = SYSTEM_PROMPT + " "
-    for i, (user, answer) in enumerate(turns):
-        if i == 0 and has_image:
-            user = f"{IMAGE_PLACEHOLDER}\n{user}"
-        out += f"USER: {user} ASSISTANT:"
-        if answer is not None:
-            out += f" {answer}{EOS_TOKEN}"
-    return out
+    from mmeval.models.chat import render
+
+    return render(chat_segments(turns, has_image), IMAGE_PLACEHOLDER)
+
+
+def build_prompt(prompt: str, has_image: bool = True) -> str:
+    """The single-turn generation prompt (text, with the <image> placeholder)."""
+    return conversation_text([(prompt, None)], has_image)
+
+
+PROMPT_TEMPLATE = build_prompt("{prompt}")
 
 
 def bos_token_id(tokenizer) -> int:
@@ -104,41 +120,35 @@ def bos_token_id(tokenizer) -> int:
     return int(v)
 
 
-def _encode(tokenizer, text: str) -> list[int]:
-    if not text:
-        return []
-    if EOS_TOKEN in text:  # literal <|endoftext|> in training text -> the special id
-        parts = text.split(EOS_TOKEN)
-        eos = int(tokenizer.convert_tokens_to_ids(EOS_TOKEN))
-        ids: list[int] = []
-        for j, p in enumerate(parts):
-            if j:
-                ids.append(eos)
-            ids.extend(_encode(tokenizer, p))
-        return ids
-    return list(tokenizer.encode(text, add_special_tokens=False))
+def chat_template(tokenizer):
+    """VL-Mamba's `ChatTemplate` (chat: `chat_segments`; align: LLaVA `--version plain`,
+    [BOS] <image> "{caption}\\n") bound to `tokenizer`."""
+    from mmeval.models.chat import ChatTemplate
+
+    eos = tokenizer.eos_token or EOS_TOKEN
+    return ChatTemplate(tokenizer, lambda turns, has_image: chat_segments(turns, has_image, eos),
+                        plain_terminator="\n", bos_id=bos_token_id(tokenizer), image_token_id=IMAGE_TOKEN_INDEX)
 
 
 def tokenize_with_image(text: str, tokenizer, image_token_id: int = IMAGE_TOKEN_INDEX,
                         add_bos: bool = True) -> list[int]:
     """LLaVA's tokenizer_image_token for GPT-NeoX: BOS + chunks split at <image>, tokenized
     separately, joined by ``image_token_id``."""
+    from mmeval.models.chat import encode_text
+
     ids = [bos_token_id(tokenizer)] if add_bos else []
     for j, chunk in enumerate(text.split(IMAGE_PLACEHOLDER)):
         if j:
             ids.append(image_token_id)
-        ids.extend(_encode(tokenizer, chunk))
+        ids.extend(encode_text(tokenizer, chunk))
     return ids
 
 
 def split_prompt_ids(tokenizer, prompt: str, has_image: bool):
     """(before_image ids, after_image ids) of the generation prompt; their concatenation with
     the image in between is exactly ``tokenize_with_image(build_prompt(prompt))``."""
-    text = build_prompt(prompt, has_image)
-    if not has_image:
-        return tokenize_with_image(text, tokenizer), []
-    before, after = text.split(IMAGE_PLACEHOLDER, 1)
-    return [bos_token_id(tokenizer)] + _encode(tokenizer, before), _encode(tokenizer, after)
+    split = chat_template(tokenizer).prompt_split(prompt, has_image)
+    return split.before_image, split.after_image
 
 
 def build_tiny_tokenizer():
@@ -293,6 +303,11 @@ class VLMamba(nn.Module):
     @property
     def num_image_tokens(self) -> int:
         return self.vision_tower.num_patches
+
+    @property
+    def image_transform(self) -> ImagePreprocess:
+        """PIL image -> the tower's pixel tensor (the name Cobra's model gives it too)."""
+        return self.preprocess
 
     @property
     def device(self) -> torch.device:
@@ -488,6 +503,8 @@ class VLMamba(nn.Module):
         return model.eval()
 
     def _load_checkpoint_state(self, sd: dict[str, Tensor], include_vision_tower: bool, where: str):
+        from mmeval.models.mamba.checkpoint import load_state_into
+
         expected = set(self.checkpoint_state_dict(include_vision_tower))
         tied = self.lm.config.tie_embeddings
         got = set(sd)
@@ -500,7 +517,7 @@ class VLMamba(nn.Module):
                     ([f"unexpected keys: {_names(unexpected)}"] if unexpected else [])
             raise CheckpointError(f"vl-mamba checkpoint {where} does not match the model: " + "; ".join(parts))
         lm_sd = {k: v for k, v in sd.items() if not k.startswith(("mm_projector.", "vision_tower."))}
-        _load_lm(self.lm, lm_sd, where)
+        load_state_into(self.lm, lm_sd, where=where)
         proj = {k[len("mm_projector."):]: v for k, v in sd.items() if k.startswith("mm_projector.")}
         _load_module(self.mm_projector, proj, where, "mm_projector.")
         if include_vision_tower:
@@ -513,7 +530,7 @@ class VLMamba(nn.Module):
                          allow_random_projector, allow_random_vision_tower):
         from mmeval.models.mamba import load_mamba_lm
 
-        lm = _call_engine(lambda: load_mamba_lm(d, device=device, dtype=dtype, kernel=kernel))
+        lm = load_mamba_lm(d, device=device, dtype=dtype, kernel=kernel)
         if dtype is None:
             dtype = lm.dtype
         base = config or VLMambaConfig()
@@ -545,22 +562,6 @@ class VLMamba(nn.Module):
 def _names(keys: list[str], n: int = 8) -> str:
     more = f" (+{len(keys) - n} more)" if len(keys) > n else ""
     return ", ".join(keys[:n]) + more
-
-
-def _call_engine(fn):
-    """Run an engine loader, turning its CheckpointError into mmeval's (one line)."""
-    from mmeval.models.mamba.checkpoint import CheckpointError as EngineCheckpointError
-
-    try:
-        return fn()
-    except EngineCheckpointError as e:
-        raise CheckpointError(str(e)) from None
-
-
-def _load_lm(lm, sd: dict[str, Tensor], where: str):
-    from mmeval.models.mamba.checkpoint import load_state_into
-
-    _call_engine(lambda: load_state_into(lm, sd, where=where))
 
 
 def _load_module(module: nn.Module, sd: dict[str, Tensor], where: str, prefix: str):

@@ -10,6 +10,7 @@ Modules (one job each):
   ablation      -- pivot runs over model.args; the papers' ablation tables beside our runs
   ranking       -- does a paper's ranking of configurations hold within our intervals
   efficiency  -- accuracy beside throughput and memory (table + PNG)
+  html          -- one self-contained HTML page of all of the above, plus a sample browser (CSS/JS: html_assets)
   statistics  -- paired bootstrap, sign / McNemar tests; re-exports the engine's bootstrap CIs
                  (mmeval.bootstrap: the engine never imports this layer)
   check       -- the checkpoint regression gate behind `mmeval check`

@@ -1,4 +1,4 @@
-"""Click commands of the reporting layer: ``report`` (paper, ablation, efficiency, compare) and ``check``.
+"""Click commands of the reporting layer: ``report`` (paper, ablation, efficiency, html, compare) and ``check``.
 
 The main CLI attaches them with ``cli.add_command(report)`` and ``cli.add_command(check)``.
 Exit codes of ``check``: 0 pass, 1 regression (lost coverage or a significant drop), 2 bad input.
@@ -40,7 +40,7 @@ def _write(out: Path, stem: str, texts: dict[str, str]) -> list[Path]:
 
 @click.group(name="report")
 def report() -> None:
-    """Paper tables, ablation grids, efficiency plots and paired comparisons from result files.
+    """Paper tables, ablation grids, efficiency plots, an HTML page and paired comparisons from result files.
 
     \b
     Examples:
@@ -49,6 +49,7 @@ def report() -> None:
       mmeval report ablation --paper vl-mamba --results results
       mmeval report ablation --axes encoder,mmc,scan --metrics pope,gqa
       mmeval report efficiency --results results --out reports
+      mmeval report html --results results --out reports --data data
       mmeval report compare --a results/run_a --b results/run_b --task pope
     """
 
@@ -208,6 +209,47 @@ def efficiency_cmd(results, tasks, protocol, out) -> None:
     paths = _write(out, "efficiency", {"md": md, "csv": to_csv(table)})
     paths.append(plot_efficiency(rows, out / "efficiency.png"))
     click.echo("wrote " + ", ".join(map(str, paths)), err=True)
+
+
+@report.command(name="html")
+@click.option("--results", "results", default="results", show_default=True, type=click.Path(path_type=Path),
+              help="Results root (<results>/<run>/<task>.json).")
+@click.option("--out", "out", default="reports", show_default=True, type=click.Path(path_type=Path),
+              help="Directory for report.html.")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="The runs' data folder (as given to `mmeval run --data`), for the samples' images. "
+                   "Default: the folder each result file records, if any.")
+@click.option("--task-args", default="", help="TASK.OPTION=VALUE,... as given to `mmeval run` (e.g. vqav2.split=val), "
+                                              "so the images come from the same documents.")
+@click.option("--samples-per-task", default=24, show_default=True, type=click.IntRange(min=0),
+              help="How many samples of each run and task the page embeds.")
+@click.option("--no-images", is_flag=True, help="Do not read the data for thumbnails.")
+@click.option("--axes", multiple=True, help="model.args keys of the ablation grids (default: those that differ).")
+@click.option("--published-dir", type=click.Path(path_type=Path), default=None,
+              help="Override results/published/ (default: the one in this checkout).")
+def html_cmd(results, out, data, task_args, samples_per_task, no_images, axes, published_dir) -> None:
+    """One self-contained HTML page: paper tables, ablation grids, per-category bars, accuracy against
+    speed and memory, and a browser of samples with their images (no network needed to view it).
+
+    \b
+    Example:
+      mmeval report html --results results/runs --out reports --data data/
+      -> reports/report.html
+    """
+    from mmeval.cli import parse_task_args
+    from mmeval.report.html import ReportInputs, write_report
+
+    if not results.exists():
+        click.echo(f"note: {results} does not exist; the page says so and shows the published rows only", err=True)
+    if data is not None and not data.is_dir():
+        _fail(f"--data {data}: no such directory")
+    inp = ReportInputs(results=results, data=data, task_args=parse_task_args(task_args), per_task=samples_per_task,
+                       images=not no_images, axes=_split(axes) or None, published_dir=published_dir)
+    try:
+        path = write_report(inp, out)
+    except (ResultError, OSError, KeyError, ValueError) as e:
+        _fail(str(e))
+    click.echo(f"wrote {path}", err=True)
 
 
 def _task_result(path: Path, task: str):

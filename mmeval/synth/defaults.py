@@ -3,8 +3,9 @@ reach the hub, the run uses the demo model and the generated benchmarks, and say
 
 `apply_embedded_default(config, log)` returns the RunConfig to run:
 
-- model `vl-mamba` / `cobra` without `checkpoint=`, `tiny=` or `random_init=` (the adapters accept
-  nothing else, and no VL-Mamba weights are public): the demo model of that family (trained on
+- a model family with a demo model (its adapter declares `demo`: `vl-mamba`, `cobra`)
+  without `checkpoint=`, `tiny=` or `random_init=` (the adapters accept nothing else, and no
+  VL-Mamba weights are public): the demo model of that family (trained on
   first use, ~5 min on 2 CPU cores, then cached under `.cache/mmeval-demo/`) is filled in as
   `checkpoint=` (+ `vision=` for Cobra);
 - and with it, no `--data` while the hub is unreachable (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE
@@ -25,7 +26,6 @@ import socket
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-DEMO_FAMILIES = ("vl-mamba", "cobra")
 MODEL_KEYS = ("checkpoint", "tiny", "random_init")
 
 
@@ -83,12 +83,13 @@ def apply_embedded_default(config: Any, log: Callable[[str], None] = print, *, s
     `reachable`, `make_data` and `make_model` replace the hub probe, `ensure_demo_data` and
     `ensure_demo_model` (tests)."""
     from mmeval.synth.benchmarks import TASKS
+    from mmeval.synth.demo_models import demo_families
 
     reachable = reachable or hub_reachable
     make_data = make_data or ensure_demo_data
     make_model = make_model or ensure_demo_model
     cache = cache or cache_dir()
-    need_model = config.model in DEMO_FAMILIES and not any(config.model_args.get(k) for k in MODEL_KEYS)
+    need_model = not any(config.model_args.get(k) for k in MODEL_KEYS) and config.model in demo_families()
     if not need_model:
         # a real checkpoint (or another model) is never run on toy data: without --data it reads
         # the hub, and offline the task's error says where to put the data

@@ -30,7 +30,6 @@ DEMO_VERSION = "4"  # bump when the data generators or the training change
 DEFAULT_CACHE = Path(".cache/mmeval-demo")
 KEY_FILE = "demo.json"
 SPECIALS = ["<|endoftext|>", "<|padding|>", "<unk>", "<|user|>", "<|assistant|>"]
-MODELS = ("vl-mamba", "cobra")
 
 
 @dataclass
@@ -67,6 +66,45 @@ class DemoConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
+@dataclass
+class DemoSpec:
+    """A family's demo model, declared with its adapter (`demo = ...` on the adapter class).
+
+    `settings`: the DemoConfig fields `make demo` and the embedded default use for it. A family
+    subclass builds the model (`build`), says which --model-args load its checkpoint
+    (`model_args`), and names the template texts the demo tokenizer must know (`prompt_texts`)
+    and the phrases it keeps as one token each (`phrases`)."""
+
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def build(self, cfg: DemoConfig, vocab_size: int):
+        """A fresh model of `cfg`'s sizes (random weights; the caller seeds)."""
+        raise NotImplementedError
+
+    def model_args(self, checkpoint: str | Path) -> dict[str, str]:
+        return {"checkpoint": str(checkpoint)}
+
+    def prompt_texts(self) -> list[str]:
+        return []
+
+    def phrases(self) -> list[str]:
+        return []
+
+
+def demo_families() -> dict[str, DemoSpec]:
+    """The registered model families that declare a demo model, by name."""
+    from mmeval.registry import model_classes
+
+    return {name: cls.demo for name, cls in model_classes().items() if getattr(cls, "demo", None) is not None}
+
+
+def demo_spec(model: str) -> DemoSpec:
+    families = demo_families()
+    if model not in families:
+        raise ValueError(f"demo models exist for {', '.join(families)}, not {model!r}")
+    return families[model]
+
+
 # ---------------------------------------------------------------- tokenizer
 def train_tokenizer(texts: list[str], out_dir: str | Path | None = None):
     """A word-level tokenizer trained with `tokenizers` on `texts` (words, punctuation and newlines
@@ -74,23 +112,19 @@ def train_tokenizer(texts: list[str], out_dir: str | Path | None = None):
     from tokenizers import AddedToken, Regex, Tokenizer, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from mmeval.models.cobra import build_prompt as cobra_prompt
-    from mmeval.models.vl_mamba import build_prompt as vlm_prompt
-
+    families = list(demo_families().values())  # their template words (the vocabulary is the same in any order)
     tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(r"\s*\n\s*"), "isolated"),
         pre_tokenizers.Split(Regex(r"[^\S\n]+"), "removed"),
         pre_tokenizers.Split(Regex(r"[^\w\s]"), "isolated"),
     ])
-    from mmeval.models.vl_mamba import SYSTEM_PROMPT
-
-    templates = [vlm_prompt("x"), cobra_prompt("x", "zephyr"), cobra_prompt("x", "mamba"),
-                 "Reference OCR token: A B C D E True False Yes No yes no"]
+    templates = [t for f in families for t in f.prompt_texts()] + [
+        "Reference OCR token: A B C D E True False Yes No yes no"]
     trainer = trainers.WordLevelTrainer(special_tokens=SPECIALS, min_frequency=1)
     tok.train_from_iterator(list(texts) + templates, trainer=trainer)
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIALS])
-    phrases = [SYSTEM_PROMPT] + frequent_phrases(texts)
+    phrases = [p for f in families for p in f.phrases()] + frequent_phrases(texts)
     tok.add_tokens([AddedToken(p, special=False, normalized=False) for p in phrases])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|padding|>",
                                    unk_token="<unk>")
@@ -128,29 +162,9 @@ def build_model(cfg: DemoConfig, tokenizer):
     """A fresh demo model (random weights, seeded)."""
     import torch
 
+    spec = demo_spec(cfg.model)
     torch.manual_seed(cfg.seed)
-    vocab = len(tokenizer)
-    if cfg.model == "vl-mamba":
-        from mmeval.models.vl_mamba import TINY_LM, VLMamba, VLMambaConfig
-
-        lm = json.loads(json.dumps(TINY_LM))
-        lm.update(d_model=cfg.d_model, n_layer=cfg.n_layer, vocab_size=vocab, ssm_cfg={"d_state": cfg.d_state, "dt_min": cfg.dt_min,
-                                                                           "dt_max": cfg.dt_max})
-        from mmeval.models.vision_hf import vision_config_dict
-
-        vision = dict(vision_config_dict("siglip", tiny=True), image_size=cfg.image_size, patch_size=cfg.patch_size)
-        mcfg = VLMambaConfig(tiny=True, encoder="siglip", mmc=cfg.mmc, lm_config=lm, vision_config=vision)
-        model = VLMamba(mcfg)
-    elif cfg.model == "cobra":
-        from mmeval.models.cobra import Cobra, CobraConfig
-
-        lm = dict(d_model=cfg.d_model, n_layer=cfg.n_layer, vocab_size=vocab, d_state=cfg.d_state, dt_min=cfg.dt_min,
-                  dt_max=cfg.dt_max)
-        over = {"arch_specifier": cfg.projector} if cfg.projector else {}
-        over["image_size"] = cfg.image_size
-        model = Cobra(CobraConfig.tiny_config(vocab_size=vocab, lm=lm, **over))
-    else:
-        raise ValueError(f"demo models exist for {', '.join(MODELS)}, not {cfg.model!r}")
+    model = spec.build(cfg, len(tokenizer))
     if cfg.image_scale:
         calibrate_projector(model, cfg.model, cfg.image_scale, cfg.seed)
     return model
@@ -165,13 +179,14 @@ def calibrate_projector(model, family: str, target: float = 1.0, seed: int = 0) 
 
     import torch
 
+    from mmeval.finetune.specs import get_spec
     from mmeval.synth.images import draw_scene, random_scene
 
     rng = random.Random(f"{seed}/calibrate")
-    transform = model.image_transform if family == "cobra" else model.preprocess
-    xs = [transform(draw_scene(random_scene(rng))) for _ in range(64)]
+    spec = get_spec(family)
+    xs = [spec.image_transform(model)(draw_scene(random_scene(rng))) for _ in range(64)]
     pv = {k: torch.stack([x[k] for x in xs]) for k in xs[0]} if isinstance(xs[0], dict) else torch.stack(xs)
-    projector = model.projector if family == "cobra" else model.mm_projector
+    projector = spec.groups(model)["projector"]
     last = [m for m in projector.modules() if isinstance(m, torch.nn.Linear)][-1]
     with torch.no_grad():
         emb = float(model.lm.backbone.embedding.weight.float().std())
@@ -185,10 +200,7 @@ def calibrate_projector(model, family: str, target: float = 1.0, seed: int = 0) 
 
 def model_args(model: str, checkpoint: str | Path) -> dict[str, str]:
     """The --model-args that load a cached demo checkpoint."""
-    ckpt = str(checkpoint)
-    if model == "cobra":
-        return {"checkpoint": ckpt, "vision": str(Path(ckpt) / "vision")}
-    return {"checkpoint": ckpt}
+    return demo_spec(model).model_args(checkpoint)
 
 
 def cached(cfg: DemoConfig, cache: str | Path = DEFAULT_CACHE) -> Path | None:
@@ -332,17 +344,9 @@ def train_demo_model(cfg: DemoConfig, cache: str | Path = DEFAULT_CACHE, log: Ca
     return out
 
 
-# the settings `make demo` and the embedded default use (measured on 2 CPU cores: see docs/quickstart.md)
-DEMO_SETTINGS: dict[str, dict[str, Any]] = {
-    "vl-mamba": dict(align_steps=600, steps=1300, batch_size=64, learning_rate=5e-3),
-    "cobra": dict(align_steps=600, steps=1300, batch_size=64),
-}
-
-
 def demo_config(model: str, seed: int = 0) -> DemoConfig:
-    if model not in DEMO_SETTINGS:
-        raise ValueError(f"demo models exist for {', '.join(MODELS)}, not {model!r}")
-    return DemoConfig(model=model, seed=seed, **DEMO_SETTINGS[model])
+    """The config `make demo` and the embedded default train: the family's `DemoSpec.settings`."""
+    return DemoConfig(model=model, seed=seed, **demo_spec(model).settings)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -45,3 +45,20 @@ def vl_mamba_word_tokenizer():
     words |= set("USER ASSISTANT : What color is the image ? Is this a cat How many".split()) | set(ANSWERS)
     words |= {"s", "dog", "a", "this"}
     return build_tiny_tokenizer(sorted(words))
+
+
+def training_prompt_ids(spec_name, model, tokenizer, question, has_image):
+    """The finetune formatter's ids of a two-turn conversation on `question`, up to the first answer."""
+    from mmeval.finetune.collate import IGNORE_INDEX
+    from mmeval.finetune.specs import get_spec
+
+    fmt = get_spec(spec_name).formatter(model, tokenizer, "chat", 2048)
+    sample = {"conversations": [{"from": "human", "value": ("<image>\n" if has_image else "") + question},
+                                {"from": "gpt", "value": "red"},
+                                {"from": "human", "value": "is there a cat ?"}, {"from": "gpt", "value": "no"}]}
+    if has_image:
+        sample["image"] = "x.png"
+    ids, labels = fmt(sample)
+    first_target = next(i for i, lab in enumerate(labels) if lab != IGNORE_INDEX)
+    assert labels[first_target] == ids[first_target] and first_target > 0
+    return ids[:first_target]

@@ -47,3 +47,17 @@ def test_batch_plan_independent_of_layout():
     one = [i for x in b for mb in BatchPlan.split(x, 0, 1, 2) for i in mb]
     two = [i for x in b for r in range(2) for mb in BatchPlan.split(x, r, 2, 1) for i in mb]
     assert one == two
+
+
+def test_specs_come_from_the_model_registry():
+    """Each family declares its finetune spec (with the recipes) on its adapter; `mock` has none."""
+    from mmeval.finetune.specs import finetune_models, get_spec
+    from mmeval.registry import model_classes
+
+    assert set(finetune_models()) == {"cobra", "vl-mamba"}
+    assert get_spec("cobra") is model_classes()["cobra"].finetune
+    assert model_classes()["mock"].finetune is None
+    with pytest.raises(ValueError, match="unknown model 'mock'; known: cobra, vl-mamba"):
+        get_spec("mock")
+    with pytest.raises(ValueError, match="unknown model 'mock'"):
+        get_recipe("mock", "align")

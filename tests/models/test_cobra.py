@@ -272,3 +272,23 @@ def test_random_init_full_size_builds_without_files():
     assert m.image_transform(Image.new("RGB", (500, 300)))["siglip"].shape == (3, 384, 384)
     n = sum(p.numel() for p in m.parameters())
     assert 3.4e9 < n < 3.7e9  # "Cobra-3.5B"
+
+
+# ---- one template --------------------------------------------------------------------------
+@pytest.mark.parametrize("llm", ["mamba-2.8b-zephyr", "mamba-2.8b-slimpj"])
+def test_inference_prompt_is_the_training_prompt(llm):
+    """The ids the adapter asks a question with (after the patches; no BOS) are the finetune
+    formatter's ids of the same conversation up to the answer, for the zephyr and the base-LLM template."""
+    from tests.finetune.helpers import training_prompt_ids
+
+    a = CobraAdapter.from_args({"tiny": "1", "llm": llm})
+    style = "zephyr" if llm.endswith("zephyr") else "mamba"
+    assert a.model.cfg.prompt_style == style
+    for question in ("Is there a cat?", "What color is the car?\nAnswer the question using a single word or phrase."):
+        split = a.split_prompt(question, True)
+        assert split.before_image == []  # the image comes first
+        assert split.after_image == training_prompt_ids("cobra", a.model, a.tokenizer, question, True)
+        assert split.after_image == encode_prompt(a.tokenizer, question, style)
+        text_only = a.split_prompt(question, False)
+        assert text_only.before_image + text_only.after_image == \
+            training_prompt_ids("cobra", a.model, a.tokenizer, question, False)

@@ -127,6 +127,13 @@ def test_vocab_padding_dtype_and_device_on_load(tmp_path):
     assert loaded.backbone.layers[0].mixer.D.dtype == torch.float32
 
 
+def test_one_checkpoint_error():
+    """The engine raises the CheckpointError users see (the CLI prints it as one line, exit 2)."""
+    import mmeval.errors
+
+    assert CheckpointError is mmeval.errors.CheckpointError
+
+
 def test_offline_hub_id_error_names_a_local_directory(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("MMEVAL_CHECKPOINTS", str(tmp_path / "ckpts"))

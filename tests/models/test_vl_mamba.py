@@ -296,3 +296,25 @@ def test_adapter_default_tiny_tokenizer_and_unreadable_image():
                       group_key="bad", generation=GenerationConfig(max_new_tokens=2))
     p = a.generate(reqs)
     assert p[0].error is None and p[1].error and "broken" in p[1].error
+
+
+# ------------------------------------------------------------------------------ one template
+@pytest.mark.parametrize("tokenizer", ["word", "byte"])
+def test_inference_prompt_is_the_training_prompt(tokenizer, tok_file):
+    """The ids the adapter asks a question with (BOS + before the image, the image placeholder, after
+    it) are the finetune formatter's ids of the same conversation up to the answer."""
+    from model_adapters.vl_mamba import VLMambaAdapter
+    from tests.finetune.helpers import training_prompt_ids
+
+    args = {"tiny": "1", "mmc": "mlp"} | ({"tokenizer": tok_file} if tokenizer == "word" else {})
+    a = VLMambaAdapter.from_args(args)
+    for question in ("what color is the car ?", "is there a cat ?\nanswer the question using a single word ."):
+        for has_image in (True, False):
+            split = a.split_prompt(question, has_image)
+            asked = split.before_image + ([IMAGE_TOKEN_INDEX] if has_image else []) + split.after_image
+            assert asked == training_prompt_ids("vl-mamba", a.model, a.tokenizer, question, has_image)
+            assert asked[0] == 0 and asked.count(IMAGE_TOKEN_INDEX) == int(has_image)
+    # and both are LLaVA's text tokenised as LLaVA does
+    split = a.split_prompt("what color is the car ?", True)
+    assert split.before_image + [IMAGE_TOKEN_INDEX] + split.after_image == \
+        tokenize_with_image(build_prompt("what color is the car ?"), a.tokenizer)

@@ -126,8 +126,9 @@ def test_demo_model_trains_caches_and_loads(tmp_path, family, monkeypatch):
     from mmeval.registry import get_model_class
     from mmeval.synth import demo_models
 
-    monkeypatch.setitem(demo_models.DEMO_SETTINGS, family, dict(steps=2, align_steps=2, train_scale=0.02, batch_size=4,
-                                                                 d_model=16, n_layer=1, caption_mix=16))
+    monkeypatch.setattr(get_model_class(family).demo, "settings", dict(steps=2, align_steps=2, train_scale=0.02,
+                                                                        batch_size=4, d_model=16, n_layer=1,
+                                                                        caption_mix=16))
     cfg = demo_models.demo_config(family)
     ckpt = demo_models.train_demo_model(cfg, tmp_path, log=lambda m: None, progress=False)
     assert demo_models.cached(cfg, tmp_path) == ckpt
@@ -163,13 +164,14 @@ def test_demo_models_train_side_by_side_in_child_processes(tmp_path):
 def test_embedded_default_end_to_end_with_a_tiny_demo_model(tmp_path, monkeypatch):
     """Nothing given, offline: the default builds (tiny settings) the demo model and the generated data,
     and the run scores them; a second application reuses both without training again."""
+    from mmeval.registry import get_model_class
     from mmeval.runner import Runner
     from mmeval.synth import benchmarks, demo_models
 
     monkeypatch.setenv("MMEVAL_DEMO_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setitem(demo_models.DEMO_SETTINGS, "cobra", dict(steps=2, align_steps=2, train_scale=0.02,
-                                                                  batch_size=4, d_model=16, n_layer=1))
+    monkeypatch.setattr(get_model_class("cobra").demo, "settings", dict(steps=2, align_steps=2, train_scale=0.02,
+                                                                         batch_size=4, d_model=16, n_layer=1))
     monkeypatch.setattr(benchmarks, "DEFAULT_COUNTS", {t: 6 for t in benchmarks.TASKS})
     lines: list[str] = []
     cfg = apply_embedded_default(RunConfig(model="cobra", tasks=["pope", "vsr"], output=tmp_path / "runs",

@@ -1,7 +1,8 @@
 """Checkpoint IO for Mamba-1 LMs: resolve a local directory or hub id, read the mamba_ssm
 layout (config.json + pytorch_model.bin) or the transformers layout (config.json +
 model.safetensors / sharded safetensors or .bin with an index), map names, pad the
-vocabulary, check keys strictly, and save in the mamba_ssm layout."""
+vocabulary, check keys strictly, and save in the mamba_ssm layout. Failures raise
+`mmeval.errors.CheckpointError` with a one-line message that names the cause."""
 from __future__ import annotations
 
 import json
@@ -12,6 +13,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from mmeval.errors import CheckpointError  # the one users see (also exported by mmeval.models.mamba)
+
 from .config import MambaConfig
 from .lm import MambaLM
 
@@ -20,10 +23,6 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _DOWNLOAD_PATTERNS = ["config.json", "*.json", "*.safetensors", "pytorch_model*.bin", "*.model", "*.txt"]
 # transformers -> mamba_ssm parameter names (everything else is identical)
 _HF_RENAMES = {"backbone.embeddings.weight": "backbone.embedding.weight"}
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be found or read; the message is one line and names the cause."""
 
 
 def _truthy(v: str | None) -> bool:
