@@ -14,11 +14,12 @@ Metrics are in the units the papers print: percentages for rates, raw scores for
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
+from mmeval.bootstrap import Units
 from mmeval.data.provenance import DataSource
 from mmeval.errors import UnknownNameError
 from mmeval.types import Doc, Prediction, Request
@@ -90,6 +91,13 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def aggregate(self, scores: Sequence[dict[str, Any]], protocol: str) -> dict[str, float]:
         """Metrics from the per-sample dicts of every scored document."""
+
+    def bootstrap_units(self, scores: Sequence[dict[str, Any]], protocol: str) -> Units | None:
+        """What the bootstrap intervals resample, given the per-sample dicts `aggregate` takes: the
+        units the paper's score is built from (MME's image pairs within subtasks, MMBench's circular
+        groups, POPE's questions within splits), as strata and clusters (`mmeval.bootstrap.Units`).
+        None: every sample on its own."""
+        return None
 
     @abc.abstractmethod
     def headline(self, protocol: str) -> str:
