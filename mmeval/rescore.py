@@ -81,8 +81,7 @@ def score_file(task: Task, protocol: str, predictions: Path | Sequence[Path], da
     ignored) and the scored records of one or more predictions files; documents without a prediction
     are left out, not counted as wrong, and said in one line."""
     paths = [predictions] if isinstance(predictions, (str, Path)) else list(predictions)
-    task.use_protocol(protocol)  # e.g. VQAv2's default split, POPE's files: each protocol's reference
-    docs = load_task_docs(task, data, None)
+    docs = load_task_docs(task, protocol, data, None)
     preds, read = read_predictions(task, docs, paths, protocol, metadata, log)
     records = []
     for doc in docs:

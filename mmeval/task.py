@@ -19,6 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar
 
+from mmeval.bootstrap import Units
 from mmeval.data.external_ids import Mapper, default_doc_id_map
 from mmeval.data.provenance import DataSource
 from mmeval.errors import UnknownNameError
@@ -91,6 +92,13 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def aggregate(self, scores: Sequence[dict[str, Any]], protocol: str) -> dict[str, float]:
         """Metrics from the per-sample dicts of every scored document."""
+
+    def bootstrap_units(self, scores: Sequence[dict[str, Any]], protocol: str) -> Units | None:
+        """What the bootstrap intervals resample, given the per-sample dicts `aggregate` takes: the
+        units the paper's score is built from (MME's image pairs within subtasks, MMBench's circular
+        groups, POPE's questions within splits), as strata and clusters (`mmeval.bootstrap.Units`).
+        None: every sample on its own."""
+        return None
 
     @abc.abstractmethod
     def headline(self, protocol: str) -> str:

@@ -301,6 +301,13 @@ class Pope(Task):
             metrics.update({k: 100.0 * v for k, v in aucs.items()})
         return metrics
 
+    def bootstrap_units(self, scores: Sequence[dict[str, Any]], protocol: str):
+        """Questions drawn within their split (category), whose sizes the papers' per-split
+        numbers keep; returns `mmeval.bootstrap.Units`."""
+        from mmeval.bootstrap import Units  # imported here so that this hook stays one self-contained block
+
+        return Units(strata=[s["category"] for s in scores])
+
     def headline(self, protocol: str) -> str:
         return "accuracy" if protocol == "prismatic" else "f1"
 
