@@ -36,33 +36,78 @@ AXES = ("encoder", "mmc", "scan", "llm")  # the paper's ablation axes
 
 
 # ---- training -------------------------------------------------------------------------------
-# The paper (arXiv 2403.13600, Sec. 4 "Implementation details") trains like LLaVA-1.5 in two stages --
-# (1) vision-language alignment on LLaVA's 558K LAION/CC/SBU caption set, vision encoder and Mamba LLM
-# frozen, only the multimodal connector (MMC) trained, 1 epoch, lr 1e-3, global batch 256;
-# (2) instruction tuning on LLaVA-v1.5 mix665k, vision encoder frozen, MMC + LLM trained, 1 epoch,
-# lr 2e-5, global batch 128; both AdamW, cosine schedule, warmup ratio 0.03. The values not given
-# by the paper are LLaVA-1.5's scripts, which VL-Mamba's training follows:
-#   haotian-liu/LLaVA scripts/v1_5/pretrain.sh: num_train_epochs 1, global batch 256 (16 per device x
-#       4 accumulation x 4 GPUs in that version of the script; 32 x 8 in the original), learning_rate 1e-3,
-#       weight_decay 0., warmup_ratio 0.03, lr_scheduler_type cosine, model_max_length 2048,
-#       --version plain (caption-only "plain" template), --tune_mm_mlp_adapter True (projector only);
-#   scripts/v1_5/finetune.sh: num_train_epochs 1, 16 per device x 8 GPUs = 128, learning_rate 2e-5,
-#       weight_decay 0., warmup_ratio 0.03, cosine, model_max_length 2048, --version v1 (Vicuna-v1
-#       chat template), --group_by_modality_length True.
-#   HF Trainer defaults used by LLaVA: AdamW betas (0.9, 0.999), eps 1e-8, max_grad_norm 1.0, warmup
-#   steps = ceil(ratio * total steps).
-_LLAVA = "LLaVA-1.5 scripts/v1_5/{pretrain,finetune}.sh; VL-Mamba arXiv 2403.13600 Sec. 4"
+# The VL-Mamba paper (arXiv 2403.13600) names the data -- LLaVA's 558K captions for pretraining and
+# LLaVA-v1.5 mix665k for instruction tuning (the PT/IT columns of its main table) -- and states no
+# learning rate, batch size, epochs, schedule, prompt or image position. Every number below is
+# therefore LLaVA-1.5's, not the paper's: haotian-liu/LLaVA `scripts/v1_5/pretrain.sh` (align) and
+# `scripts/v1_5/finetune.sh` (instruct) at main c121f04 (both unchanged since ecb5984, 2023-10-10),
+# plus the Hugging Face Trainer defaults those scripts leave in place. Both scripts run on one 8-GPU
+# node (LLaVA's README: "8 A100 GPUs"; global batch = per device x accumulation x GPUs):
+#   pretrain.sh: 32 per device x 1 accumulation x 8 = 256, lr 1e-3, 1 epoch, wd 0., warmup_ratio 0.03,
+#       cosine, model_max_length 2048, --version plain, --tune_mm_mlp_adapter True, --bf16 True,
+#       --dataloader_num_workers 4 (other per-device/accumulation splits, e.g. 16 x 4 on 4 GPUs, exist only
+#       on pull-request branches, never on main);
+#   finetune.sh: 16 per device x 1 x 8 = 128, lr 2e-5, 1 epoch, wd 0., warmup_ratio 0.03, cosine,
+#       model_max_length 2048, --version v1, --group_by_modality_length True, projector + LLM trained.
+# `_sources` says field by field where each value comes from; `mmeval finetune --print-recipe`
+# prints it. Not carried by the recipe (model/runner settings): --image_aspect_ratio pad and
+# --mm_vision_select_layer -2 (VLMambaConfig), deepspeed ZeRO-2/3, tf32, gradient checkpointing.
+_LLAVA_COMMIT = "haotian-liu/LLaVA main c121f04, unchanged since ecb5984"
+_PRETRAIN, _FINETUNE = "LLaVA-1.5 scripts/v1_5/pretrain.sh", "LLaVA-1.5 scripts/v1_5/finetune.sh"
+_HF = "Hugging Face Trainer default"
+
+
+def _source(script: str, data: str) -> str:
+    return (f"{script} ({_LLAVA_COMMIT}) and {_HF}s; not the VL-Mamba paper (arXiv 2403.13600), which gives "
+            f"only the data ({data})")
+
+
+def _sources(script: str, stage: str) -> dict[str, str]:
+    """Where each field of the VL-Mamba `stage` preset comes from (`script`: pretrain.sh or finetune.sh)."""
+    align = stage == "align"
+    per_device = 32 if align else 16
+    return {
+        "dataset": f"VL-Mamba paper main table ({'PT 558K' if align else 'IT 665K'}) = {script} --data_path",
+        "trainable": f"{script}: " + ("--tune_mm_mlp_adapter True (projector only)" if align else
+                                      "projector + LLM (freeze_backbone False; clip_encoder.py freezes the tower)"),
+        "template": f"{script} --version " + ("plain" if align else "v1 (here: VL-Mamba's chat template, "
+                                                                  "mmeval/models/vl_mamba.py)"),
+        "epochs": f"{script} --num_train_epochs 1",
+        "global_batch_size": f"{script}: {per_device} per device x 1 accumulation x 8 GPUs (LLaVA README: "
+                             f"global batch {per_device * 8})",
+        "per_device_batch_size": f"{script} --per_device_train_batch_size {per_device}",
+        "learning_rate": f"{script} --learning_rate {'1e-3' if align else '2e-5'}",
+        "weight_decay": f"{script} --weight_decay 0.",
+        "decay_1d": "ours, inert at weight_decay 0 (the HF Trainer would exempt biases and LayerNorm weights)",
+        "adam_beta1": f"{_HF} (adam_beta1 0.9)",
+        "adam_beta2": f"{_HF} (adam_beta2 0.999)",
+        "adam_eps": f"{_HF} (adam_epsilon 1e-8)",
+        "max_grad_norm": f"{_HF} (max_grad_norm 1.0)",
+        "lr_scheduler": f"{script} --lr_scheduler_type cosine (HF: linear warmup, then cosine to 0)",
+        "warmup_ratio": f"{script} --warmup_ratio 0.03",
+        "warmup_rounding": f"{_HF} (warmup steps = ceil(warmup_ratio x total steps))",
+        "max_length": f"{script} --model_max_length 2048",
+        "group_by_modality_length": (f"{script} leaves it unset (LLaVA TrainingArguments default False)" if align
+                                     else f"{script} --group_by_modality_length True"),
+        "seed": f"{_HF} (seed 42)",
+        "num_workers": f"{script} --dataloader_num_workers 4",
+        "mixed_precision": f"{script} --bf16 True",
+    }
+
+
 RECIPES: dict[str, dict[str, Any]] = {
     "align": dict(
         dataset="LLaVA-Pretrain blip_laion_cc_sbu_558k.json (558K)", trainable=("projector",), template="plain",
         epochs=1, global_batch_size=256, per_device_batch_size=32, learning_rate=1e-3, weight_decay=0.0,
         decay_1d=True, max_grad_norm=1.0, warmup_ratio=0.03, warmup_rounding="ceil", max_length=2048,
-        group_by_modality_length=False, source=_LLAVA),
+        group_by_modality_length=False, seed=42, num_workers=4, mixed_precision="bf16",
+        source=_source(_PRETRAIN, "PT 558K"), sources=_sources(_PRETRAIN, "align")),
     "instruct": dict(
         dataset="llava_v1_5_mix665k.json (665K)", trainable=("projector", "lm"), template="chat",
         epochs=1, global_batch_size=128, per_device_batch_size=16, learning_rate=2e-5, weight_decay=0.0,
         decay_1d=True, max_grad_norm=1.0, warmup_ratio=0.03, warmup_rounding="ceil", max_length=2048,
-        group_by_modality_length=True, source=_LLAVA),
+        group_by_modality_length=True, seed=42, num_workers=4, mixed_precision="bf16",
+        source=_source(_FINETUNE, "IT 665K"), sources=_sources(_FINETUNE, "instruct")),
 }
 
 
