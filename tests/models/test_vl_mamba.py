@@ -177,6 +177,40 @@ def test_checkpoint_round_trip(tmp_path, tok, mmc, scan):
     assert torch.equal(_logits(loaded, tok), _logits(m, tok))
 
 
+def _ssm_fp32(m):
+    """(name, dtype) of every A_log / D in the model (connector and LM)."""
+    return {n: p.dtype for n, p in m.named_parameters() if n.endswith((".A_log", ".D"))}
+
+
+def test_bf16_model_keeps_a_log_and_d_fp32_and_loads_bf16_checkpoints(tmp_path):
+    """Built, cast or loaded in bf16, the connector's (and the LM's) A_log and D are fp32 (mamba_ssm);
+    a checkpoint written before, with them in bf16, still loads: the values are upcast exactly."""
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(0)
+    m = VLMamba(VLMambaConfig(tiny=True, mmc="vss-mlp", scan="csm"), kernel="ref", dtype=torch.bfloat16)
+    fp32 = _ssm_fp32(m)
+    assert "mm_projector.vss.A_log" in fp32 and "lm.backbone.layers.0.mixer.D" in fp32
+    assert set(fp32.values()) == {torch.float32}
+    assert m.mm_projector.vss.dt_proj_bias.dtype == m.mm_projector.mlp[0].weight.dtype == torch.bfloat16
+    m.save_pretrained(tmp_path / "new")
+    assert load_file(str(tmp_path / "new" / "model.safetensors"))["mm_projector.vss.D"].dtype == torch.float32
+    # a checkpoint of the earlier format: every tensor bf16
+    m.save_pretrained(tmp_path / "old")
+    f = tmp_path / "old" / "model.safetensors"
+    sd = {k: v.to(torch.bfloat16) for k, v in load_file(str(f)).items()}
+    with torch.no_grad():
+        sd["mm_projector.vss.A_log"] += 0.25  # make the loaded value observable
+    save_file(sd, str(f))
+    loaded = VLMamba.from_pretrained(tmp_path / "old", kernel="ref", dtype=torch.bfloat16)
+    assert set(_ssm_fp32(loaded).values()) == {torch.float32}
+    assert torch.equal(loaded.mm_projector.vss.A_log, sd["mm_projector.vss.A_log"].float())
+    loaded.to(torch.bfloat16)
+    assert set(_ssm_fp32(loaded).values()) == {torch.float32}
+    S = loaded.cfg.vision_config["image_size"]
+    assert torch.isfinite(loaded.encode_images(torch.randn(1, 3, S, S))).all()
+
+
 def test_strict_key_check_names_the_key(tmp_path):
     from safetensors.torch import load_file, save_file
 
