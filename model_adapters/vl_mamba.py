@@ -10,7 +10,10 @@ in-memory tokenizer, and `random_init=1` the full-size model with random weights
     mmeval run --model vl-mamba --model-args random_init=1,dtype=bfloat16 ...
 
 Prompt template, image placement and the BOS/EOS choice: `PROMPT_TEMPLATE_DOC` in
-`mmeval/models/vl_mamba.py`; inference and finetuning use the same template (`chat_template`).
+`mmeval/models/vl_mamba.py`; inference and finetuning use the same template (`chat_template`), with
+the image where the model's `image_position` says (`llava`, LLaVA-1.5's place after "USER: ", the
+default; `first`, before the whole text prompt as the paper's Eq. 7 reads). A checkpoint records
+its position and is evaluated with it unless `image_position=` says otherwise.
 Inference runs through `VLMRuntime` (`MambaVLMAdapter`).
 
 The family is declared here in full: the adapter, its finetune spec and recipes (`VLMambaFinetune`),
@@ -33,6 +36,10 @@ from mmeval.models.vlm_adapter import Loaded, MambaVLMAdapter
 from mmeval.synth.demo_models import DemoSpec
 
 AXES = ("encoder", "mmc", "scan", "llm")  # the paper's ablation axes
+IMAGE_PLACEMENT = {  # what each image_position means, for the identity
+    "llava": "after 'USER: ' of the first turn (LLaVA-1.5's; the paper states no position)",
+    "first": "before the whole text prompt, after the BOS (the paper's Eq. 7)",
+}
 
 
 # ---- training -------------------------------------------------------------------------------
@@ -112,10 +119,19 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 
 def chat_template(model, tokenizer):
-    """VL-Mamba's chat template (`mmeval.models.vl_mamba.chat_template`): inference and training."""
+    """VL-Mamba's chat template (`mmeval.models.vl_mamba.chat_template`) with the image at the model's
+    `image_position` (model None: the default, `llava`): inference and training."""
     from mmeval.models.vl_mamba import chat_template as vl_mamba_template
 
-    return vl_mamba_template(tokenizer)
+    return vl_mamba_template(tokenizer, "llava" if model is None else model.cfg.image_position)
+
+
+def _set_image_position(model, value: str | None) -> None:
+    """`image_position=` given: it replaces the checkpoint's (an evaluation or finetuning choice, recorded)."""
+    from mmeval.models.vl_mamba import check_image_position
+
+    if value:
+        model.cfg.image_position = check_image_position(value)
 
 
 class VLMambaFinetune(ModelSpec):
@@ -123,12 +139,12 @@ class VLMambaFinetune(ModelSpec):
 
     def __init__(self):
         super().__init__(name="vl-mamba", image_first=False, recipes=RECIPES, chat_template=chat_template,
-                         options=("vision_tower", "projector", "tokenizer") + AXES)
+                         options=("vision_tower", "projector", "tokenizer", "image_position") + AXES)
 
     def build(self, tiny, init, options, device, seed, stage):
         from mmeval.models.vl_mamba import VLMamba, VLMambaConfig, build_tiny_tokenizer
 
-        axes = {k: options[k] for k in AXES if k in options}
+        axes = {k: options[k] for k in AXES + ("image_position",) if k in options}
         if init:
             cfg = VLMambaConfig(tiny=tiny, **axes) if (tiny or axes) else None
             torch.manual_seed(seed)
@@ -136,6 +152,7 @@ class VLMambaFinetune(ModelSpec):
                                             vision_tower=options.get("vision_tower"),
                                             projector=options.get("projector"), config=cfg,
                                             allow_random_projector=(stage == "align"), allow_random_vision_tower=tiny)
+            _set_image_position(model, options.get("image_position"))  # over an init checkpoint's
             d = Path(init)
             if options.get("tokenizer") or (d / "tokenizer.json").is_file():
                 return model, load_tokenizer_dir(options.get("tokenizer") or d)
@@ -225,6 +242,9 @@ class VLMambaAdapter(MambaVLMAdapter):
         "mmc": "MultiModal Connector: mlp | vss-mlp | vss-l2 (default)",
         "scan": "2D scan of the VSS connectors: bsm (bidirectional, default) | csm (cross-scan, 4 routes)",
         "llm": "mamba-790m | mamba-1.4b | mamba-2.8b (Pile) | mamba-2.8b-slimpj (default) | mamba-2.8b-zephyr",
+        "image_position": "where the image tokens go: llava (after 'USER: ' of the first turn, LLaVA-1.5's; default) "
+                          "| first (before the whole text prompt, the paper's Eq. 7); default with checkpoint=: "
+                          "the checkpoint's",
         "checkpoint": "VL-Mamba checkpoint dir (config.json with mm_* fields + model.safetensors), or a bare "
                       "state-spaces Mamba dir/hub id with projector=",
         "projector": "connector file for a bare Mamba checkpoint (LLaVA stage-1 mm_projector.bin)",
@@ -262,12 +282,14 @@ class VLMambaAdapter(MambaVLMAdapter):
         if not (tiny or random_init or ckpt):
             raise ModelArgsError("model vl-mamba: give checkpoint=PATH, tiny=1 or random_init=1")
         axes = {k: args[k] for k in AXES if args.get(k)}
+        position = args.get("image_position") or None
         try:
-            cfg = VLMambaConfig(tiny=tiny, **axes)
+            cfg = VLMambaConfig(tiny=tiny, **axes, **({"image_position": position} if position else {}))
         except ValueError as e:
             raise ModelArgsError(f"model vl-mamba: {e}") from None
 
         tok_source = args.get("tokenizer")
+        trained_position = None  # the checkpoint's image_position
         if ckpt:
             ckpt_path = _resolve_checkpoint(ckpt)
             model = VLMamba.from_pretrained(ckpt_path, device=dev, dtype=dtype, kernel=common.kernel,
@@ -278,6 +300,8 @@ class VLMambaAdapter(MambaVLMAdapter):
                 have = getattr(model.cfg, k)
                 if k != "llm" and have != getattr(cfg, k):
                     raise ModelArgsError(f"model vl-mamba: {k}={v} but checkpoint {ckpt} has {k}={have}")
+            trained_position = model.cfg.image_position
+            _set_image_position(model, position)  # a prompt choice, not the architecture: may differ
             if tiny and not tok_source:
                 tok, tok_source = build_tiny_tokenizer(), "tiny (in-memory)"
             else:
@@ -296,16 +320,26 @@ class VLMambaAdapter(MambaVLMAdapter):
             else:  # no files at all: ids only need to lie inside the vocabulary
                 tok = build_tiny_tokenizer()
                 tok_source = "tiny (in-memory)" + ("" if tiny else "; random_init without tokenizer=")
-        return Loaded(model, tok, tok_source, checkpoint=ckpt)
+        return Loaded(model, tok, tok_source, checkpoint=ckpt,
+                      extra={"checkpoint_image_position": trained_position})
+
+    def __init__(self, *args, checkpoint_image_position: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.checkpoint_image_position = checkpoint_image_position
 
     def identity_config(self) -> dict[str, Any]:
-        from mmeval.models.vl_mamba import PROMPT_TEMPLATE
+        from mmeval.models.vl_mamba import build_prompt
 
         m = self.model
-        return dict(dtype=self.dtype_name, prompt_template=PROMPT_TEMPLATE, bos="<|endoftext|> prepended",
-                    image_tokens=m.num_image_tokens, image_position="after 'USER: ' of the first turn (LLaVA-1.5)",
-                    eos_token_id=self.tokenizer.eos_token_id, tokenizer=self.tokenizer_source,
-                    vision_weights=m.vision_tower.source or ("checkpoint" if self.checkpoint else "random"))
+        position = m.cfg.image_position
+        out = dict(dtype=self.dtype_name, prompt_template=build_prompt("{prompt}", image_position=position),
+                   bos="<|endoftext|> prepended", image_tokens=m.num_image_tokens, image_position=position,
+                   image_placement=IMAGE_PLACEMENT[position])
+        if self.checkpoint_image_position is not None:  # what the checkpoint was trained with
+            out["checkpoint_image_position"] = self.checkpoint_image_position
+        out.update(eos_token_id=self.tokenizer.eos_token_id, tokenizer=self.tokenizer_source,
+                   vision_weights=m.vision_tower.source or ("checkpoint" if self.checkpoint else "random"))
+        return out
 
 
 def _resolve_checkpoint(ckpt: str) -> Path:

@@ -76,6 +76,26 @@ def test_prompt_template_and_split(tok):
     assert ids.count(IMAGE_TOKEN_INDEX) == 1 and ids[-1] == 0  # the answer ends with EOS
 
 
+def test_image_position_first_puts_the_image_before_the_whole_prompt(tok):
+    """`first` (the paper's Eq. 7): [BOS] IMAGE then the whole text prompt; `llava`: after "USER: "."""
+    assert build_prompt("Q?", image_position="first") == "<image>" + SYSTEM_PROMPT + " USER: Q? ASSISTANT:"
+    assert build_prompt("Q?", has_image=False, image_position="first") == build_prompt("Q?", has_image=False)
+    assert conversation_text([("q1", "a1"), ("q2", None)], image_position="first") == \
+        "<image>" + SYSTEM_PROMPT + " USER: q1 ASSISTANT: a1<|endoftext|>USER: q2 ASSISTANT:"
+    text_ids = tok.encode(SYSTEM_PROMPT + " USER: is there a cat ? ASSISTANT:", add_special_tokens=False)
+    before, after = split_prompt_ids(tok, "is there a cat ?", True, image_position="first")
+    assert (before, after) == ([0], text_ids)
+    assert before + [IMAGE_TOKEN_INDEX] + after == \
+        tokenize_with_image(build_prompt("is there a cat ?", image_position="first"), tok)
+    lb, _ = split_prompt_ids(tok, "is there a cat ?", True)  # llava: the image after "USER: "
+    assert lb == [0] + tok.encode(SYSTEM_PROMPT + " USER: ", add_special_tokens=False)
+    assert split_prompt_ids(tok, "q", False, "first") == split_prompt_ids(tok, "q", False)
+    with pytest.raises(ValueError, match="image_position must be one of llava, first, got 'last'"):
+        build_prompt("Q?", image_position="last")
+    with pytest.raises(ValueError, match="image_position"):
+        VLMambaConfig(tiny=True, image_position="middle")
+
+
 def test_tiny_tokenizer_round_trip():
     t = build_tiny_tokenizer()
     ids = t.encode("Is there a cat? é", add_special_tokens=False)
@@ -321,6 +341,39 @@ def test_adapter_tiny(tmp_path, tok_file):
     assert ident["checkpoint"] == str(tmp_path / "ck") and len(ident["checkpoint_sha256"]) == 64
 
 
+def test_image_position_is_recorded_in_identity_and_checkpoint(tmp_path):
+    """The position is in the identity and the checkpoint config; a checkpoint is evaluated with its own
+    position unless image_position= overrides it (then the identity records both); old configs mean llava."""
+    from model_adapters.vl_mamba import VLMambaAdapter
+
+    d = VLMambaAdapter.from_args({"tiny": "1", "mmc": "mlp"}).identity()["config"]
+    assert d["image_position"] == "llava" and "checkpoint_image_position" not in d
+    assert "USER: <image>\n{prompt}" in d["prompt_template"] and "LLaVA-1.5" in d["image_placement"]
+    a = VLMambaAdapter.from_args({"tiny": "1", "mmc": "mlp", "image_position": "first"})
+    f = a.identity()["config"]
+    assert f["image_position"] == "first" and f["prompt_template"].startswith("<image>" + SYSTEM_PROMPT)
+    assert "Eq. 7" in f["image_placement"]
+    a.model.save_pretrained(tmp_path / "ck")
+    cfg_file = tmp_path / "ck" / "config.json"
+    assert json.loads(cfg_file.read_text())["vl_mamba"]["image_position"] == "first"
+    b = VLMambaAdapter.from_args({"tiny": "1", "checkpoint": str(tmp_path / "ck")})
+    assert b.model.cfg.image_position == "first" and b.split_prompt("q", True).before_image == [0]
+    ib = b.identity()["config"]
+    assert (ib["image_position"], ib["checkpoint_image_position"]) == ("first", "first")
+    c = VLMambaAdapter.from_args({"tiny": "1", "checkpoint": str(tmp_path / "ck"), "image_position": "llava"})
+    ic = c.identity()["config"]
+    assert (ic["image_position"], ic["checkpoint_image_position"]) == ("llava", "first")
+    assert len(c.split_prompt("q", True).before_image) > 1
+    with pytest.raises(ModelArgsError, match="model vl-mamba: image_position must be one of llava, first"):
+        VLMambaAdapter.from_args({"tiny": "1", "checkpoint": str(tmp_path / "ck"), "image_position": "last"})
+    # a config.json written before the option existed: LLaVA's position
+    raw = json.loads(cfg_file.read_text())
+    del raw["vl_mamba"]["image_position"]
+    cfg_file.write_text(json.dumps(raw))
+    old = VLMambaAdapter.from_args({"tiny": "1", "checkpoint": str(tmp_path / "ck")})
+    assert old.model.cfg.image_position == old.identity()["config"]["checkpoint_image_position"] == "llava"
+
+
 def test_adapter_default_tiny_tokenizer_and_unreadable_image():
     from model_adapters.vl_mamba import VLMambaAdapter
 
@@ -333,22 +386,26 @@ def test_adapter_default_tiny_tokenizer_and_unreadable_image():
 
 
 # ------------------------------------------------------------------------------ one template
-@pytest.mark.parametrize("tokenizer", ["word", "byte"])
-def test_inference_prompt_is_the_training_prompt(tokenizer, tok_file):
+@pytest.mark.parametrize("tokenizer,position", [("word", "llava"), ("byte", "llava"), ("word", "first"),
+                                                ("byte", "first")])
+def test_inference_prompt_is_the_training_prompt(tokenizer, position, tok_file):
     """The ids the adapter asks a question with (BOS + before the image, the image placeholder, after
-    it) are the finetune formatter's ids of the same conversation up to the answer."""
+    it) are the finetune formatter's ids of the same conversation up to the answer, for both image positions."""
     from model_adapters.vl_mamba import VLMambaAdapter
     from tests.finetune.helpers import training_prompt_ids
 
-    args = {"tiny": "1", "mmc": "mlp"} | ({"tokenizer": tok_file} if tokenizer == "word" else {})
+    args = {"tiny": "1", "mmc": "mlp", "image_position": position} | \
+        ({"tokenizer": tok_file} if tokenizer == "word" else {})
     a = VLMambaAdapter.from_args(args)
+    assert a.model.cfg.image_position == position
     for question in ("what color is the car ?", "is there a cat ?\nanswer the question using a single word ."):
         for has_image in (True, False):
             split = a.split_prompt(question, has_image)
             asked = split.before_image + ([IMAGE_TOKEN_INDEX] if has_image else []) + split.after_image
             assert asked == training_prompt_ids("vl-mamba", a.model, a.tokenizer, question, has_image)
             assert asked[0] == 0 and asked.count(IMAGE_TOKEN_INDEX) == int(has_image)
-    # and both are LLaVA's text tokenised as LLaVA does
+    # and both are the template's text tokenised as LLaVA does
     split = a.split_prompt("what color is the car ?", True)
     assert split.before_image + [IMAGE_TOKEN_INDEX] + split.after_image == \
-        tokenize_with_image(build_prompt("what color is the car ?"), a.tokenizer)
+        tokenize_with_image(build_prompt("what color is the car ?", image_position=position), a.tokenizer)
+    assert (split.before_image == [0]) == (position == "first")
