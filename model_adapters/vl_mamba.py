@@ -32,6 +32,7 @@ import torch
 from mmeval.adapter import CommonModelArgs, LmmsEvalName
 from mmeval.errors import ModelArgsError
 from mmeval.finetune.specs import ModelSpec, load_tokenizer_dir, to_device, write_meta
+from mmeval.models.vl_mamba import llm_choices_help
 from mmeval.models.vlm_adapter import Loaded, MambaVLMAdapter
 from mmeval.synth.demo_models import DemoSpec
 
@@ -241,7 +242,7 @@ class VLMambaAdapter(MambaVLMAdapter):
         "encoder": "vision tower: clip (CLIP-ViT-L/14-336) | siglip (SigLIP-SO400M/14-384, default)",
         "mmc": "MultiModal Connector: mlp | vss-mlp | vss-l2 (default)",
         "scan": "2D scan of the VSS connectors: bsm (bidirectional, default) | csm (cross-scan, 4 routes)",
-        "llm": "mamba-790m | mamba-1.4b | mamba-2.8b (Pile) | mamba-2.8b-slimpj (default) | mamba-2.8b-zephyr",
+        "llm": llm_choices_help(),
         "image_position": "where the image tokens go: llava (after 'USER: ' of the first turn, LLaVA-1.5's; default) "
                           "| first (before the whole text prompt, the paper's Eq. 7); default with checkpoint=: "
                           "the checkpoint's",

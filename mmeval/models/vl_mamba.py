@@ -193,15 +193,34 @@ def build_tiny_tokenizer():
 
 
 # ------------------------------------------------------------------------------ configuration
-# The paper's LMs (Sec. 4.4.1: Mamba-1.4B, Mamba-2.8B-Pile, Mamba-2.8B-SlimPajama) plus the
-# other state-spaces size and Cobra's zephyr fine-tune; shapes from each hub config.json.
+# The paper's LMs (its LLM ablation, Table 2: Mamba-1.4B, Mamba-2.8B-Pile, Mamba-2.8B-SlimPajama) plus
+# two it does not use (in_paper False): the other state-spaces size and Cobra's zephyr fine-tune; shapes
+# from each hub config.json.
 LLM_PRESETS: dict[str, dict[str, Any]] = {
-    "mamba-790m": {"hub_id": "state-spaces/mamba-790m", "d_model": 1536, "n_layer": 48},
-    "mamba-1.4b": {"hub_id": "state-spaces/mamba-1.4b", "d_model": 2048, "n_layer": 48},
-    "mamba-2.8b": {"hub_id": "state-spaces/mamba-2.8b", "d_model": 2560, "n_layer": 64},  # Pile 300B
-    "mamba-2.8b-slimpj": {"hub_id": "state-spaces/mamba-2.8b-slimpj", "d_model": 2560, "n_layer": 64},
-    "mamba-2.8b-zephyr": {"hub_id": "xiuyul/mamba-2.8b-zephyr", "d_model": 2560, "n_layer": 64},
+    "mamba-790m": {"hub_id": "state-spaces/mamba-790m", "d_model": 1536, "n_layer": 48, "in_paper": False},
+    "mamba-1.4b": {"hub_id": "state-spaces/mamba-1.4b", "d_model": 2048, "n_layer": 48, "in_paper": True},
+    "mamba-2.8b": {"hub_id": "state-spaces/mamba-2.8b", "d_model": 2560, "n_layer": 64, "in_paper": True,
+                   "note": "Pile"},
+    "mamba-2.8b-slimpj": {"hub_id": "state-spaces/mamba-2.8b-slimpj", "d_model": 2560, "n_layer": 64,
+                          "in_paper": True, "note": "default, the paper's choice"},
+    "mamba-2.8b-zephyr": {"hub_id": "xiuyul/mamba-2.8b-zephyr", "d_model": 2560, "n_layer": 64, "in_paper": False,
+                          "note": "Cobra's LM"},
 }
+NOT_IN_PAPER = "not in the VL-Mamba paper"
+
+
+def llm_in_paper(llm: str) -> bool:
+    """Whether the VL-Mamba paper trains with this LLM preset (a name outside the presets: False)."""
+    return bool(LLM_PRESETS.get(LLM_ALIASES.get(llm, llm), {}).get("in_paper"))
+
+
+def llm_choices_help() -> str:
+    """The `llm=` choices, each marked with what it is and whether the paper uses it."""
+    parts = []
+    for name, p in LLM_PRESETS.items():
+        notes = ([p["note"]] if p.get("note") else []) + ([] if p["in_paper"] else [NOT_IN_PAPER])
+        parts.append(name + (f" ({'; '.join(notes)})" if notes else ""))
+    return " | ".join(parts)
 LLM_ALIASES = {"mamba-2.8b-pile": "mamba-2.8b", "slimpj": "mamba-2.8b-slimpj", "zephyr": "mamba-2.8b-zephyr"}
 TINY_LM = {"d_model": 32, "n_layer": 2, "vocab_size": 257, "ssm_cfg": {"d_state": 8}, "rms_norm": True,
            "residual_in_fp32": True, "fused_add_norm": True, "pad_vocab_size_multiple": 8}
@@ -269,7 +288,9 @@ class VLMambaConfig:
         return LLM_PRESETS.get(self.llm, {}).get("hub_id")
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The fields, plus `llm_in_paper` (derived, ignored by `from_json`): False for the LLM presets the
+        paper does not use (mamba-790m, mamba-2.8b-zephyr), so a checkpoint and a result say so."""
+        return {**dataclasses.asdict(self), "llm_in_paper": llm_in_paper(self.llm)}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "VLMambaConfig":

@@ -131,6 +131,39 @@ def test_paper_default_full_size_builds_without_files():
     assert 3.2e9 < n < 3.4e9, n  # 2.77B LM + 0.41B SigLIP + connector
 
 
+def test_llm_presets_not_in_the_paper_are_marked(tmp_path):
+    """mamba-790m and mamba-2.8b-zephyr are ours, not the paper's: the option help, `mmeval list models`,
+    the config (checkpoint) and the identity say so; the paper's LLMs are those of its ablation table."""
+    import csv
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from mmeval.cli import main
+    from mmeval.models.vl_mamba import LLM_PRESETS, llm_in_paper
+    from model_adapters.vl_mamba import VLMambaAdapter
+
+    table = Path(__file__).resolve().parents[2] / "results" / "published" / "vl_mamba_ablations.csv"
+    paper = {r["llm"].replace("mamba-2.8b-pile", "mamba-2.8b") for r in csv.DictReader(table.open()) if r["llm"]}
+    assert paper == {n for n in LLM_PRESETS if llm_in_paper(n)} == {"mamba-1.4b", "mamba-2.8b", "mamba-2.8b-slimpj"}
+    assert not llm_in_paper("mamba-790m") and not llm_in_paper("zephyr") and llm_in_paper("mamba-2.8b-pile")
+    help_text = VLMambaAdapter.options["llm"]
+    for name in LLM_PRESETS:
+        marked = f"{name} (" in help_text and help_text.split(f"{name} (")[1].split(")")[0].endswith(
+            "not in the VL-Mamba paper")
+        assert marked == (not llm_in_paper(name)), name
+    listing = CliRunner().invoke(main, ["list", "models"]).output
+    assert "mamba-790m (not in the VL-Mamba paper)" in listing and "Cobra's LM; not in the VL-Mamba paper" in listing
+    assert VLMambaConfig(tiny=True, llm="mamba-2.8b-zephyr").to_json()["llm_in_paper"] is False
+    with torch.device("meta"):
+        m = VLMamba(VLMambaConfig(llm="mamba-790m", mmc="mlp"), kernel="ref")
+    assert m.cfg.llava_config(False)["vl_mamba"]["llm_in_paper"] is False
+    assert VLMambaConfig.from_json(m.cfg.to_json()) == m.cfg  # the derived key is not a field
+    ident = VLMambaAdapter.from_args({"tiny": "1", "mmc": "mlp", "llm": "zephyr"}).identity()["config"]
+    assert (ident["llm"], ident["llm_in_paper"]) == ("mamba-2.8b-zephyr", False)
+    assert VLMambaAdapter.from_args({"tiny": "1", "mmc": "mlp"}).identity()["config"]["llm_in_paper"] is True
+
+
 # ------------------------------------------------------------------------------ training entry
 def test_prepare_inputs_splices_image_and_masks_labels(tok):
     m = _model("clip", "vss-mlp", "csm")
