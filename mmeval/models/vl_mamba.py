@@ -2,11 +2,13 @@
 arXiv 2403.13600): a vision tower (CLIP-ViT-L/14-336 or SigLIP-SO400M/14-384, LLaVA-style patch
 features), a MultiModal Connector (MLP | VSS-MLP | VSS-L2 with the BSM or CSM 2D scan, see
 ``connectors.py`` / ``vss.py``) and a pretrained Mamba LM; the projected image tokens replace the
-``<image>`` placeholder of a LLaVA-1.5 (vicuna_v1) prompt.
+``<image>`` placeholder of a LLaVA-1.5 (vicuna_v1) prompt, placed per ``image_position`` (LLaVA's
+place, or before the whole prompt as the paper's Eq. 7: ``PROMPT_TEMPLATE_DOC``).
 
 Paper default: SigLIP-SO + VSS-L2 + BSM + Mamba-2.8B-SlimPajama. Ablation axes
 (``VLMambaConfig``): ``encoder`` clip|siglip, ``mmc`` mlp|vss-mlp|vss-l2, ``scan`` bsm|csm, ``llm``
-one of ``LLM_PRESETS``; ``tiny=True`` gives test-sized towers/LM with the same structure.
+one of ``LLM_PRESETS`` (two of which the paper does not use: ``in_paper``); ``tiny=True`` gives
+test-sized towers/LM with the same structure.
 
 No VL-Mamba weights are public; the checkpoint layout is defined here, LLaVA-style:
 
