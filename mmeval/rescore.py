@@ -55,7 +55,7 @@ def score_file(task: Task, protocol: str, predictions: Path, data: Path | None, 
                seed: int = 0) -> tuple[dict[str, Any], list[SampleRecord]]:
     """The summary (with `coverage`: predictions scored / documents) and the scored records of a
     predictions file; documents without a prediction are left out, not counted as wrong."""
-    docs = load_task_docs(task, data, None)
+    docs = load_task_docs(task, protocol, data, None)
     preds = read_predictions(predictions, {d.doc_id for d in docs})
     records = []
     for doc in docs:

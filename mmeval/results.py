@@ -22,16 +22,18 @@ def fingerprint(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(blob).hexdigest()[:length]
 
 
-def write_json_atomic(path: Path, obj: Any, indent: int | None = 2) -> None:
+def write_json_atomic(path: Path, obj: Any, indent: int | None = 2, newline: bool = True) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over the target: a reader
     (or a crash) sees the old file or the new one, never half of one. `indent=None`: compact (large
-    files such as a test-server submission)."""
+    files such as a test-server submission); `newline=False`: no final newline (byte for byte what
+    `json.dump` writes, as other harnesses' converters do)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as fh:
             json.dump(obj, fh, indent=indent, sort_keys=False, default=str)
-            fh.write("\n")
+            if newline:
+                fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -94,7 +94,10 @@ def resolve_protocol(task: Task, asked: str | None, adapter_cls: type[Adapter]) 
     return preferred if preferred in task.protocols else task.default_protocol
 
 
-def load_task_docs(task: Task, data: Path | None, limit: int | None) -> list[Doc]:
+def load_task_docs(task: Task, protocol: str, data: Path | None, limit: int | None) -> list[Doc]:
+    """The task's documents under `protocol` (a task's data may depend on it: VQAv2's default split),
+    checked for duplicate ids, the first `limit` of them."""
+    task.use_protocol(protocol)
     docs = task.load_docs(task_data_dir(task.name, data, task.data_folders))
     seen: set[str] = set()
     for d in docs:
@@ -123,7 +126,7 @@ class Runner:
         for name in self.config.tasks:
             task = get_task(name, **self.config.task_args.get(name, {}))
             protocol = resolve_protocol(task, self.config.protocol, adapter_cls)
-            docs = load_task_docs(task, self.config.data, self.config.limit)
+            docs = load_task_docs(task, protocol, self.config.data, self.config.limit)
             plans.append(TaskPlan(task, protocol, docs, [task.request(d, protocol) for d in docs]))
         return plans
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from mmeval.data.provenance import DataSource
 from mmeval.errors import DataError
 from mmeval.types import ImageRef
 
@@ -98,12 +99,12 @@ def read_parquet_dir(directory: Path, required: Sequence[str], split: str | None
     return _undecoded(ds)
 
 
-def read_hub(hub_id: str | Sequence[str], split: str, required: Sequence[str], task_name: str,
+def open_hub(hub_id: str | Sequence[str], split: str, required: Sequence[str], task_name: str,
              config: str | None = None):
-    """Rows of a hub dataset; several ids are tried in order (lmms-eval moved its copies from
-    `lmms-lab/*` to `lmms-lab-encoder/*` after 0.7.2: the new id first, the old one as a fallback).
-    Offline, a one-line error saying where to put the files instead."""
-    ids = [hub_id] if isinstance(hub_id, str) else list(hub_id)
+    """Rows of a hub dataset and the id they were loaded from; several ids are tried in order
+    (lmms-eval moved its copies from `lmms-lab/*` to `lmms-lab-encoder/*` after 0.7.2: the new id
+    first, the old one as a fallback). Offline, a one-line error saying where to put the files instead."""
+    ids = hub_ids(hub_id)
     hint = (f"task {task_name}: no --data given and the dataset {' or '.join(ids)} could not be loaded from the "
             f"hub; download it (huggingface-cli download {ids[0]} --repo-type dataset --local-dir DIR) and pass "
             "--data DIR")
@@ -119,18 +120,76 @@ def read_hub(hub_id: str | Sequence[str], split: str, required: Sequence[str], t
             failures.append(f"{hid}: {type(exc).__name__}")
             continue
         check_columns(ds.column_names, required, hid)
-        return _undecoded(ds)
+        return _undecoded(ds), hid
     raise DataError(f"{hint} ({'; '.join(failures)})")
+
+
+def read_hub(hub_id: str | Sequence[str], split: str, required: Sequence[str], task_name: str,
+             config: str | None = None):
+    """Rows of a hub dataset (see `open_hub`)."""
+    return open_hub(hub_id, split, required, task_name, config=config)[0]
 
 
 def read_lmms_lab(hub_id: str | Sequence[str], task_name: str, data: Path | None, required: Sequence[str], split: str,
                   config: str | None = None):
     """Rows of a task's lmms-lab parquet copy: the hub dataset (its `config`) when no data folder is
     given, else the folder's parquet files (its `<config>/` subfolder when the whole hub repo is there)."""
+    return read_lmms_lab_with_source(hub_id, task_name, data, required, split, config)[0]
+
+
+def read_lmms_lab_with_source(hub_id: str | Sequence[str], task_name: str, data: Path | None,
+                              required: Sequence[str], split: str, config: str | None = None):
+    """`read_lmms_lab`'s rows and their provenance (a `DataSource`: layout `hub` or
+    `lmms-lab-parquet`, `questions` = the number of rows; a task that keeps fewer sets its own count).
+    Use: `rows, self.data_source = read_lmms_lab_with_source(...)`."""
     if data is None:
-        return read_hub(hub_id, split, required, task_name, config=config)
+        ds, loaded = open_hub(hub_id, split, required, task_name, config=config)
+        return ds, hub_source(hub_id, loaded, split, len(ds))
     sub = data / config if config else None
-    return read_parquet_dir(sub if sub is not None and sub.is_dir() else data, required, split)
+    directory = sub if sub is not None and sub.is_dir() else data
+    ds = read_parquet_dir(directory, required, split)
+    return ds, folder_source("lmms-lab-parquet", dataset_release(hub_id), split, data,
+                             parquet_files(directory, split), len(ds))
+
+
+# -- provenance (see mmeval.data.provenance)
+def hub_ids(hub_id: str | Sequence[str]) -> list[str]:
+    """A task's hub ids in the order they are tried (`hub_id` may be one id or a tuple)."""
+    return [hub_id] if isinstance(hub_id, str) else list(hub_id)
+
+
+def dataset_release(hub_id: str | Sequence[str]) -> str:
+    """The name a hub copy's release is known by: the last id a task lists (its `lmms-lab/*` name,
+    which the `lmms-lab-encoder/*` id copies), e.g. "lmms-lab/POPE"."""
+    return hub_ids(hub_id)[-1]
+
+
+def hub_source(hub_id: str | Sequence[str], loaded: str, split: str, questions: int,
+               questions_per_split: dict[str, int] | None = None) -> DataSource:
+    """Provenance of rows read from the hub: source = the id that loaded, no files."""
+    return DataSource(layout="hub", version=dataset_release(hub_id), split=split, source=loaded,
+                      questions=questions, questions_per_split=dict(questions_per_split or {}))
+
+
+def synthetic_version(root: Path) -> str | None:
+    """"synthetic@seed<N>" when `root` (a task folder or the folder above it) was written by
+    `mmeval synth` (its manifest `synth.json` says so), else None."""
+    from mmeval.synth.benchmarks import read_manifest
+
+    root = Path(root)
+    for folder, needs_task in ((root, False), (root.parent, True)):
+        manifest = read_manifest(folder)
+        if isinstance(manifest, dict) and (not needs_task or root.name in (manifest.get("tasks") or {})):
+            return f"synthetic@seed{manifest.get('seed', '?')}"
+    return None
+
+
+def folder_source(layout: str, version: str, split: str, root: Path, files: Iterable[str | Path], questions: int,
+                  questions_per_split: dict[str, int] | None = None) -> DataSource:
+    """Provenance of documents read from a local folder (the files digested); a folder written by
+    `mmeval synth` keeps the layout it imitates and gets a `synthetic@seed<N>` version."""
+    return DataSource.from_files(layout, synthetic_version(root) or version, split, root, list(files),
+                                 questions=questions, questions_per_split=questions_per_split)
 
 
 def image_ref(cell: Any, source: str, root: Path | None = None) -> ImageRef:
