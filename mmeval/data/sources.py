@@ -396,13 +396,20 @@ def image_ref(cell: Any, source: str, root: Path | None = None) -> ImageRef:
     if isinstance(cell, (bytes, bytearray)):
         return ImageRef(source=source, data=bytes(cell))
     if isinstance(cell, str):
-        if root is not None and (root / cell).exists():
+        if root is not None and _exists(root / cell):
             return ImageRef(source=source, path=str(root / cell))
         try:
             return ImageRef(source=source, data=base64.b64decode(cell, validate=True))
         except Exception:
             return ImageRef(source=source, path=str(root / cell) if root else cell)
     return ImageRef(source=source)
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # e.g. a cell of base64 text too long to be a file name
+        return False
 
 
 def read_text(path: Path, what: str) -> str:
