@@ -31,7 +31,9 @@ def write_json_atomic(path: Path, obj: Any, indent: int | None = 2, newline: boo
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:  # a read-only folder, a file where a folder should be: one line naming it
-        raise RunError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+        blocked = isinstance(exc, (FileExistsError, NotADirectoryError))
+        raise RunError(f"{path}: cannot write ({'a file is where its folder should be' if blocked else exc.strerror})"
+                       ) from exc
     try:
         with os.fdopen(fd, "w") as fh:
             json.dump(obj, fh, indent=indent, sort_keys=False, default=str)
