@@ -79,8 +79,9 @@ class SamplesLog:
                 continue
             try:
                 rec = SampleRecord.from_json(json.loads(line))
-            except (json.JSONDecodeError, KeyError) as exc:
-                raise RunError(f"{self.path}:{n}: corrupt sample line ({exc}); move the file away to start over")
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not JSON, not UTF-8, not a record
+                raise RunError(f"{self.path}:{n}: corrupt sample line ({type(exc).__name__}: {exc}); "
+                               "move the file away to start over") from None
             records[rec.doc_id] = rec
         if good_end != len(data):  # torn tail from an interrupted write
             with open(self.path, "r+b") as fh:

@@ -237,7 +237,8 @@ def test_a_required_column_of_a_type_no_task_reads_is_refused_many(layouts, data
 
 # --------------------------------------------------------------------------------------- VSR's JSONL
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-3, 3) | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers(-3, 3) | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
     max_leaves=6)
 odd_lines = st.one_of(st.binary(max_size=30), st.text(max_size=30).map(str.encode),

@@ -74,7 +74,8 @@ def test_invalid_code_point_in_a_vsr_caption_fails_that_sample_only(layouts, tmp
     out = tmp_path / "out"
     r = mock_run(data, out, "vsr")
     assert r.exit_code == 3 and "Traceback" not in r.output, r.output
-    assert r.output.strip().splitlines()[-1] == "error: 1 sample(s) failed (see the samples files); metrics exclude them"
+    last = r.output.strip().splitlines()[-1]
+    assert last == "error: 1 sample(s) failed (see the samples files); metrics exclude them"
     lines = samples_lines(out, "vsr")  # the file is UTF-8 and every line JSON
     assert len(lines) == 6
     bad = [x for x in lines if x["error"]]
@@ -123,6 +124,15 @@ def test_generate_checked_asks_only_what_can_be_asked():
     assert generate_checked(adapter, [reqs[1]])[0].error and adapter.asked == [["a", "c"]]  # nothing asked
     with pytest.raises(RunError, match="model counting returned 1 predictions for 2 requests"):
         generate_checked(_CountingAdapter(drop=1), [reqs[0], reqs[2]])
+
+
+@pytest.mark.parametrize("line", [b'{"doc_id": "p\xe9"}', b"[1, 2]", b'"text"', b'{"prompt": "no doc_id"}'])
+def test_a_corrupt_samples_file_is_one_line_on_resume(data, tmp_path, line):
+    out = tmp_path / "out"
+    assert mock_run(data, out, "pope", "--limit", "4").exit_code == 0
+    samples = next(out.rglob("pope.samples.jsonl"))
+    samples.write_bytes(samples.read_bytes() + line + b"\n")
+    assert last_error_line(mock_run(data, out, "pope")).startswith(f"error: {samples}:5: corrupt sample line (")
 
 
 def test_samples_log_round_trips_invalid_code_points(tmp_path):
