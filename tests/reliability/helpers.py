@@ -54,6 +54,15 @@ def last_error_line(r: Result) -> str:
     return lines[-1]
 
 
+def load_docs(task_name: str, data: Path, protocol: str | None = None):
+    """A task's documents under a protocol (default: the task's own), as `mmeval run` loads them."""
+    from mmeval.registry import get_task
+    from mmeval.runner import load_task_docs
+
+    task = get_task(task_name)
+    return load_task_docs(task, protocol or task.default_protocol, data, None)
+
+
 def result_files(out: Path) -> list[Path]:
     """Every file a run or score wrote under `out` (results, samples, manifests, submissions)."""
     return sorted(p for p in Path(out).rglob("*") if p.is_file()) if Path(out).exists() else []

@@ -19,6 +19,7 @@ from mmeval.registry import get_task
 from mmeval.runner import load_task_docs
 from tests.reliability.helpers import (
     SYNTH_TASKS,
+    load_docs,
     mock_run,
     only_error_line,
     result_files,
@@ -61,7 +62,7 @@ def test_binary_question_column_is_decoded_as_utf8(layouts, tmp_path, task):
     questions = pq.read_table(path).column("question").to_pylist()
     rewrite_column(path, "question", pa.array([q.encode() + " é".encode() for q in questions], pa.binary()))
     t = get_task(task)
-    prompts = [t.request(d, t.default_protocol).prompt for d in load_task_docs(t, root, None)]
+    prompts = [t.request(d, t.default_protocol).prompt for d in load_task_docs(t, t.default_protocol, root, None)]
     assert prompts and all("é" in p and "b'" not in p and 'b"' not in p for p in prompts), prompts[:2]
 
 
@@ -140,7 +141,7 @@ def test_pope_category_as_a_list_is_refused(layouts, tmp_path):
 def test_scienceqa_answer_must_be_the_choice_index(layouts, tmp_path):
     root = copy_task(layouts, "scienceqa_img", tmp_path)
     path = parquet_with(root, "scienceqa_img", "answer")
-    assert len(load_task_docs(get_task("scienceqa_img"), root, None)) == N  # integers: read
+    assert len(load_docs("scienceqa_img", root)) == N  # integers: read
     rewrite_column(path, "answer", pa.array(["A"] * pq.read_metadata(path).num_rows))
     assert only_error_line(mock_run(root, tmp_path / "out", "scienceqa_img")) == (
         f"error: {path}: column answer holds text values (string); expected integers")
@@ -265,7 +266,7 @@ def test_a_layout_problem_no_check_names_is_still_one_line(layouts, tmp_path):
 def test_every_task_reads_its_valid_layout(layouts):
     """The checks refuse nothing that the tasks' own writers produce (the other tests' baseline)."""
     for task in [*SYNTH_TASKS, "coco_caption", "nocaps", "textcaps"]:
-        assert len(load_task_docs(get_task(task), layouts, None)) > 0, task
+        assert len(load_docs(task, layouts)) > 0, task
 
 
 def test_run_results_on_the_valid_layout_are_written(layouts, tmp_path):

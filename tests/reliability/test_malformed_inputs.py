@@ -36,6 +36,7 @@ from tests.reliability.helpers import (
     CAPTION_TASKS,
     SYNTH_TASKS,
     cli,
+    load_docs,
     mock_run,
     only_error_line,
     result_files,
@@ -128,9 +129,8 @@ def loads_or_one_line(task_name: str, root: Path) -> bool:
     when it stops with an MMEvalError of one line. Any other exception fails the test."""
     task = get_task(task_name)
     try:
-        docs = load_task_docs(task, root, None)
-        for protocol in task.protocols:
-            for d in docs:
+        for protocol in task.protocols:  # a task's data may depend on the protocol (VQAv2's split, POPE's files)
+            for d in load_task_docs(task, protocol, root, None):
                 task.request(d, protocol)
         return True
     except MMEvalError as exc:
@@ -189,7 +189,7 @@ def test_every_parquet_reader_checks_every_required_column(layouts, monkeypatch)
 
     monkeypatch.setattr(sources, "check_table", spy)
     for current in PARQUET_TASKS:
-        load_task_docs(get_task(current), layouts, None)
+        load_docs(current, layouts)
     assert set(seen) == set(PARQUET_TASKS)
     for task, calls in seen.items():
         for required, typed in calls:
@@ -206,7 +206,7 @@ def check_required_column_of_no_type(layouts, data) -> None:
         original = path.read_bytes()
         pq.write_table(table.drop_columns([column]), path)
         try:
-            load_task_docs(get_task(task), root, None)
+            load_docs(task, root)
             required = False
         except MMEvalError as exc:
             required = f"missing column(s) {column}" in str(exc) or f", {column}" in str(exc).split("(expected")[0]
@@ -217,7 +217,7 @@ def check_required_column_of_no_type(layouts, data) -> None:
         note(f"{task}: {column} (required: {required}) -> {kind}")
         if required:
             with pytest.raises(MMEvalError, match=f"column {column} holds (float|bool) values"):
-                load_task_docs(get_task(task), root, None)
+                load_docs(task, root)
         else:
             loads_or_one_line(task, root)
 
@@ -284,7 +284,7 @@ def test_corrupted_vsr_jsonl_loads_or_is_one_line_many(layouts, data):
 # --------------------------------------------------------------------------------------- prediction lines
 @pytest.fixture(scope="module")
 def pope_lines(layouts) -> list[bytes]:
-    docs = load_task_docs(get_task("pope"), layouts, None)
+    docs = load_docs("pope", layouts)
     return [json.dumps({"doc_id": d.doc_id, "prediction": ["no", "yes"][i % 2],
                         "candidate_probs": {"Yes": 0.3 + 0.4 * (i % 2), "No": 0.7 - 0.4 * (i % 2)},
                         "n_tokens": 1}).encode() for i, d in enumerate(docs)]

@@ -10,11 +10,9 @@ from pathlib import Path
 import pytest
 
 from mmeval.errors import DataError
-from mmeval.registry import get_task
-from mmeval.runner import load_task_docs
 from mmeval.types import Prediction
 from mmeval.validation import coverage_line, prediction_from_record
-from tests.reliability.helpers import cli, only_error_line, pope_data, result_files
+from tests.reliability.helpers import cli, load_docs, only_error_line, pope_data, result_files
 
 N_DOCS = 60
 
@@ -26,7 +24,7 @@ def data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def doc_ids(data) -> list[str]:
-    return [d.doc_id for d in load_task_docs(get_task("pope"), data, None)]
+    return [d.doc_id for d in load_docs("pope", data)]
 
 
 def lines(doc_ids, **fields) -> list[dict]:
