@@ -72,7 +72,8 @@ class MMEvalGroup(click.Group):
         except OSError as exc:
             if exc.errno not in DISK_ERRNOS:
                 raise
-            click.echo(f"error: {exc.filename or 'writing'}: {exc.strerror}", err=True)
+            click.echo(f"error: {exc.filename}: {exc.strerror}" if exc.filename else f"error: a write failed: "
+                       f"{exc.strerror}", err=True)
             sys.exit(2)
 
     def make_context(self, *args, **kwargs):
@@ -236,8 +237,8 @@ def score(task, predictions, data, protocol, task_args, output, bootstrap):
     from mmeval.validation import check_n_boot, check_output_file, coverage_line
 
     check_n_boot(bootstrap)
-    target = check_output_file(output, task) if output else None  # before anything is computed
     t = get_task(task, **parse_kv(task_args, "--task-args"))
+    target = check_output_file(output, task) if output else None  # before anything is computed
     proto = t.check_protocol(check_protocol_name(protocol)) if protocol else t.default_protocol
     summary, _ = score_file(t, proto, predictions, data, n_boot=bootstrap)
     if target is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -226,3 +227,17 @@ def test_a_results_file_that_cannot_be_written_is_one_line(tmp_path, monkeypatch
     blocker.write_text("x")
     with pytest.raises(RunError, match=r"file/r.json: cannot write \(a file is where its folder should be\)$"):
         write_json_atomic(blocker / "r.json", {})
+
+
+@pytest.mark.parametrize("filename, says", [(None, "error: a write failed: No space left on device"),
+                                            ("/x/y", "error: /x/y: Read-only file system")])
+def test_a_disk_error_no_check_converted_is_still_one_line(data, tmp_path, monkeypatch, filename, says):
+    """The CLI's last net: ENOSPC, EDQUOT or EROFS from anywhere is one line and exit 2."""
+    import mmeval.runner
+
+    def full(self, *a, **k):
+        code = errno.ENOSPC if filename is None else errno.EROFS
+        raise OSError(code, os.strerror(code), *([filename] if filename else []))
+
+    monkeypatch.setattr(mmeval.runner.Runner, "run", full)
+    assert last_error_line(mock_run(data, tmp_path / "out", "pope")) == says
