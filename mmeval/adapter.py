@@ -144,12 +144,15 @@ def parse_float(value: str | None, option: str, default: float = 0.0, minimum: f
 _DEVICE = re.compile(r"(cpu|cuda(:\d+)?)")
 
 
-def parse_device(value: str, option: str = "--device") -> str:
-    """`cpu`, `cuda` or `cuda:N`, checked against the GPUs torch sees (a missing GPU is one line
-    here, before any model is built, not a CUDA error from inside the model)."""
+def parse_device(value: str, option: str = "--device", also: tuple[str, ...] = ()) -> str:
+    """`cpu`, `cuda` or `cuda:N` (or one of `also`, e.g. torch's `meta` device for building a model
+    without memory), checked against the GPUs torch sees (a missing GPU is one line here, before any
+    model is built, not a CUDA error from inside the model)."""
     s = str(value).strip().lower()
+    if s in also:
+        return s
     if not _DEVICE.fullmatch(s):
-        raise OptionError(f"{option} {value}: expected cpu, cuda or cuda:N")
+        raise OptionError(f"{option} {value}: expected cpu, cuda or cuda:N{''.join(f' or {a}' for a in also)}")
     if s.startswith("cuda"):
         import torch
 
@@ -181,7 +184,7 @@ class CommonModelArgs:
         import torch
 
         asked = args.get("device")
-        dev = torch.device(parse_device(asked, "--model-args device") if asked else device or "cpu")
+        dev = torch.device(parse_device(asked, "--model-args device", also=("meta",)) if asked else device or "cpu")
         on_gpu = dev.type == "cuda"
         return cls(device=dev, dtype=parse_dtype(args.get("dtype") or ("bfloat16" if on_gpu else "float32")),
                    tiny=parse_flag(args.get("tiny"), option="tiny"),

@@ -116,7 +116,7 @@ def test_wrong_typed_model_args_name_the_option(data, tmp_path, arg, expected):
     ({"tiny": "maybe"}, "--model-args tiny=maybe: expected a boolean"),
     ({"cuda_graphs": "2"}, "--model-args cuda_graphs=2: expected a boolean"),
     ({"dtype": "int8"}, "--model-args dtype=int8: expected one of float32, bfloat16, float16"),
-    ({"device": "gpu"}, "--model-args device gpu: expected cpu, cuda or cuda:N"),
+    ({"device": "gpu"}, "--model-args device gpu: expected cpu, cuda or cuda:N or meta"),
 ])
 def test_common_model_args_are_typed(args, expected):
     """VL-Mamba's and Cobra's shared options (CommonModelArgs) go through the same parse helpers."""
