@@ -47,6 +47,13 @@ QUICK = settings(max_examples=12, deadline=None, derandomize=True, database=None
                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 MANY = settings(max_examples=150, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def quick_and_many(check):
+    """The property `check(<fixtures>..., data)` as two tests: a quick one (QUICK) and a `slow` one (MANY)."""
+    return QUICK(given(data=st.data())(check)), pytest.mark.slow(MANY(given(data=st.data())(check)))
+
+
 PARQUET_TASKS = tuple(t for t in (*SYNTH_TASKS, *CAPTION_TASKS) if t != "vsr")
 N = 5
 
@@ -151,6 +158,7 @@ def runs_or_one_line(task: str, root: Path, out: Path) -> None:
 
 
 def check_corrupted_parquet(layouts: Path, data) -> None:
+    """One corruption of one parquet file of one task: it loads (and runs), or is one line and nothing written."""
     task = data.draw(st.sampled_from(PARQUET_TASKS))
     with tempfile.TemporaryDirectory() as tmp:
         root = task_copy(layouts, task, Path(tmp))
@@ -164,17 +172,7 @@ def check_corrupted_parquet(layouts: Path, data) -> None:
             assert not (Path(tmp) / "out").exists()
 
 
-@QUICK
-@given(data=st.data())
-def test_corrupted_parquet_loads_or_is_one_line(layouts, data):
-    check_corrupted_parquet(layouts, data)
-
-
-@pytest.mark.slow
-@MANY
-@given(data=st.data())
-def test_corrupted_parquet_loads_or_is_one_line_many(layouts, data):
-    check_corrupted_parquet(layouts, data)
+test_corrupted_parquet, test_corrupted_parquet_many = quick_and_many(check_corrupted_parquet)
 
 
 # ------------------------------------------------------------------ required columns are always typed
@@ -197,6 +195,7 @@ def test_every_parquet_reader_checks_every_required_column(layouts, monkeypatch)
 
 
 def check_required_column_of_no_type(layouts, data) -> None:
+    """A column the task requires (dropping it is refused), retyped to floats or booleans: refused, naming it."""
     task = data.draw(st.sampled_from(PARQUET_TASKS))
     with tempfile.TemporaryDirectory() as tmp:
         root = task_copy(layouts, task, Path(tmp))
@@ -222,17 +221,8 @@ def check_required_column_of_no_type(layouts, data) -> None:
             loads_or_one_line(task, root)
 
 
-@QUICK
-@given(data=st.data())
-def test_a_required_column_of_a_type_no_task_reads_is_refused(layouts, data):
-    check_required_column_of_no_type(layouts, data)
-
-
-@pytest.mark.slow
-@MANY
-@given(data=st.data())
-def test_a_required_column_of_a_type_no_task_reads_is_refused_many(layouts, data):
-    check_required_column_of_no_type(layouts, data)
+test_required_column_of_unread_type, test_required_column_of_unread_type_many = quick_and_many(
+    check_required_column_of_no_type)
 
 
 # --------------------------------------------------------------------------------------- VSR's JSONL
@@ -246,6 +236,7 @@ odd_lines = st.one_of(st.binary(max_size=30), st.text(max_size=30).map(str.encod
 
 
 def check_corrupted_vsr(layouts, data) -> None:
+    """One line of VSR's test.jsonl corrupted: it loads and runs, or is one line and nothing written."""
     with tempfile.TemporaryDirectory() as tmp:
         root = task_copy(layouts, "vsr", Path(tmp))
         jsonl = root / "vsr" / "test.jsonl"
@@ -268,17 +259,7 @@ def check_corrupted_vsr(layouts, data) -> None:
         runs_or_one_line("vsr", root, Path(tmp) / "out")
 
 
-@QUICK
-@given(data=st.data())
-def test_corrupted_vsr_jsonl_loads_or_is_one_line(layouts, data):
-    check_corrupted_vsr(layouts, data)
-
-
-@pytest.mark.slow
-@MANY
-@given(data=st.data())
-def test_corrupted_vsr_jsonl_loads_or_is_one_line_many(layouts, data):
-    check_corrupted_vsr(layouts, data)
+test_corrupted_vsr_jsonl, test_corrupted_vsr_jsonl_many = quick_and_many(check_corrupted_vsr)
 
 
 # --------------------------------------------------------------------------------------- prediction lines
@@ -291,6 +272,7 @@ def pope_lines(layouts) -> list[bytes]:
 
 
 def check_malformed_predictions(layouts, pope_lines, data) -> None:
+    """1-3 prediction lines corrupted: scored with finite metrics, or one line and no output file."""
     lines = list(pope_lines)
     for _ in range(data.draw(st.integers(1, 3))):
         n = data.draw(st.integers(0, len(lines) - 1))
@@ -329,14 +311,4 @@ def check_malformed_predictions(layouts, pope_lines, data) -> None:
             assert all(math.isfinite(v) for k, v in summary["metrics"].items() if "auc" not in k), summary["metrics"]
 
 
-@QUICK
-@given(data=st.data())
-def test_malformed_prediction_lines_score_or_are_one_line(layouts, pope_lines, data):
-    check_malformed_predictions(layouts, pope_lines, data)
-
-
-@pytest.mark.slow
-@MANY
-@given(data=st.data())
-def test_malformed_prediction_lines_score_or_are_one_line_many(layouts, pope_lines, data):
-    check_malformed_predictions(layouts, pope_lines, data)
+test_malformed_prediction_lines, test_malformed_prediction_lines_many = quick_and_many(check_malformed_predictions)
