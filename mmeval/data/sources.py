@@ -183,7 +183,8 @@ def check_table(schema, read_columns, required: Sequence[str], types: Mapping[st
         if name in decode:
             for row, cell in enumerate(column.to_pylist()):
                 try:
-                    cell is None or cell.decode("utf-8")
+                    if cell is not None:
+                        cell.decode("utf-8")
                 except UnicodeDecodeError as exc:
                     raise DataError(f"{where}: column {name} holds bytes that are not UTF-8 text (row {row}: "
                                     f"{exc.reason} at byte {exc.start}); expected {ctype.expected}") from None
