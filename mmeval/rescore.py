@@ -24,6 +24,7 @@ from mmeval.runner import load_task_docs
 from mmeval.scoring import sample_record, summarize
 from mmeval.task import Task
 from mmeval.types import Doc, Prediction, SampleRecord
+from mmeval.validation import prediction_from_record
 
 
 def read_predictions(task: Task, docs: Sequence[Doc], paths: Sequence[Path], protocol: str,
@@ -56,6 +57,7 @@ def read_predictions(task: Task, docs: Sequence[Doc], paths: Sequence[Path], pro
                             f"(the first: {seen[doc_id].where})")
         seen[doc_id] = line
         out[doc_id] = line.choose(variant).as_json(doc_id)
+        prediction_from_record(out[doc_id], line.where)  # every field checked before anything is scored
     if unmatched:
         first = unmatched[0]
         if not out:
@@ -67,19 +69,17 @@ def read_predictions(task: Task, docs: Sequence[Doc], paths: Sequence[Path], pro
 
 
 def prediction_from_json(obj: dict[str, Any]) -> Prediction:
-    """A saved prediction line as the model's answer (an `error` line: the model could not answer)."""
-    if obj.get("error"):
-        return Prediction(error=str(obj["error"]))
-    return Prediction(text=str(obj.get("prediction") or ""), candidate_probs=obj.get("candidate_probs"),
-                      n_tokens=int(obj.get("n_tokens") or 0))
+    """A saved prediction line as the model's answer (an `error` line: the model could not answer);
+    `read_predictions` has checked its fields."""
+    return prediction_from_record(obj, f"doc_id {obj.get('doc_id')!r}")
 
 
 def score_file(task: Task, protocol: str, predictions: Path | Sequence[Path], data: Path | None, n_boot: int = 1000,
                seed: int = 0, metadata: Path | None = None,
                log: Callable[[str], None] = print) -> tuple[dict[str, Any], list[SampleRecord]]:
-    """The summary (with `coverage`: predictions scored / documents, the file format, predictions
-    ignored) and the scored records of one or more predictions files; documents without a prediction
-    are left out, not counted as wrong, and said in one line."""
+    """The summary (with `coverage`: predictions scored / documents, and `predictions_read`: the file
+    format, its lines, those ignored) and the scored records of one or more predictions files;
+    documents without a prediction are left out, not counted as wrong (`mmeval score` says so)."""
     paths = [predictions] if isinstance(predictions, (str, Path)) else list(predictions)
     docs = load_task_docs(task, protocol, data, None)
     preds, read = read_predictions(task, docs, paths, protocol, metadata, log)
@@ -89,10 +89,7 @@ def score_file(task: Task, protocol: str, predictions: Path | Sequence[Path], da
         if obj is None:
             continue
         records.append(sample_record(task, protocol, doc, task.request(doc, protocol), prediction_from_json(obj)))
-    if len(records) < len(docs):
-        log(f"{task.name}: predictions for {len(records)} of {len(docs)} documents "
-            f"({100.0 * len(records) / len(docs):.2f}%); the metrics cover those only")
     summary = summarize(task, protocol, records, n_boot, seed)
-    summary["coverage"] = {"predictions": len(records), "docs": len(docs), "format": read["format"],
-                           "ignored": read["ignored"]}
+    summary["coverage"] = {"predictions": len(records), "docs": len(docs)}
+    summary["predictions_read"] = read  # the file format, its lines, those for questions outside the task
     return summary, records

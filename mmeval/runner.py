@@ -31,6 +31,7 @@ from mmeval.scheduler import schedule
 from mmeval.scoring import sample_record, summarize
 from mmeval.task import Task
 from mmeval.types import Doc, Request, SampleRecord
+from mmeval.validation import generate_checked
 
 
 def record_function(name: str):
@@ -98,7 +99,16 @@ def load_task_docs(task: Task, protocol: str, data: Path | None, limit: int | No
     """The task's documents under `protocol` (a task's data may depend on it: VQAv2's default split),
     checked for duplicate ids, the first `limit` of them."""
     task.use_protocol(protocol)
-    docs = task.load_docs(task_data_dir(task.name, data, task.data_folders))
+    folder = task_data_dir(task.name, data, task.data_folders)
+    try:
+        docs = task.load_docs(folder)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        # the fallback for a layout problem no check named (the checks in mmeval.data.sources name
+        # the file, column and expected type): still one line, naming the task and the folder
+        raise DataError(f"task {task.name}: the data in {folder or 'the hub copy'} is not in a layout it reads "
+                        f"({type(exc).__name__}: {exc})") from exc
+    if not docs:
+        raise DataError(f"task {task.name}: no documents in {folder or 'the hub copy'}")
     seen: set[str] = set()
     for d in docs:
         if d.doc_id in seen:
@@ -226,7 +236,7 @@ class Runner:
                 for batch in _prefetched(pool, adapter, plan.requests, batches):
                     batch_requests = [plan.requests[i] for i in batch]
                     with record_function("mmeval.generate"):
-                        preds = adapter.generate(batch_requests)
+                        preds = generate_checked(adapter, batch_requests)  # a bad prompt fails its sample
                     if len(preds) != len(batch):
                         raise RunError(f"model {cfg.model} returned {len(preds)} predictions for {len(batch)} requests")
                     with record_function("mmeval.score_and_log"):

@@ -125,3 +125,13 @@ class Task(abc.ABC):
         """Optional extra outputs after a run (e.g. a submission file for a test server).
         Returns notes to add to the results file."""
         return {}
+
+    @classmethod
+    def write_example(cls, directory: Path, seed: int = 0) -> Path:
+        """Write a handful of generated documents in one of this task's real layouts under `directory`
+        and return the folder to pass to `load_docs` (the contract tests take every task through it).
+        The default reads the example writers of mmeval.synth.examples by task name; a task not
+        listed there overrides this, or fails its contract test saying so."""
+        from mmeval.synth.examples import write_example  # lazily: tasks never need synth to run
+
+        return write_example(cls.name, directory, seed)

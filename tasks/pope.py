@@ -53,7 +53,15 @@ import numpy as np
 
 from mmeval.data.external_ids import Mapper, check_same_question, has_llava_ids
 from mmeval.data.predictions import LLAVA, VLM_EVALUATION, PredictionLine
-from mmeval.data.sources import find_path, folder_source, has_parquet, image_ref, read_jsonl, read_lmms_lab_with_source
+from mmeval.data.sources import (
+    find_path,
+    folder_source,
+    has_parquet,
+    image_ref,
+    one_of,
+    read_jsonl,
+    read_lmms_lab_with_source,
+)
 from mmeval.data.writers import write_parquet
 from mmeval.errors import DataError
 from mmeval.metrics.yesno import binary_metrics, lmms_eval_pope_metrics, parse_yes_no_llava
@@ -139,7 +147,9 @@ class Pope(Task):
         return {}
 
     def _docs_from_rows(self, data: Path | None) -> list[Doc]:
-        rows, self.data_source = read_lmms_lab_with_source(self.hub_id, self.name, data, COLUMNS, self.split)
+        # a category outside the three would be counted in n but scored in no metric: refused at load
+        rows, self.data_source = read_lmms_lab_with_source(self.hub_id, self.name, data, COLUMNS, self.split,
+                                                           types={"category": one_of(*CATEGORIES)})
         docs = []
         for i, row in enumerate(rows):
             answer = str(row["answer"]).strip().lower()

@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mmeval.data.sources import folder_source, has_parquet, image_ref, read_json, read_lmms_lab_with_source
+from mmeval.data.sources import INTEGER, folder_source, has_parquet, image_ref, read_json, read_lmms_lab_with_source
 from mmeval.data.writers import write_json, write_parquet
 from mmeval.errors import DataError
 from mmeval.metrics.choices import LETTERS, lettered_options, parse_sqa_llava, sqa_lmms_eval_correct
@@ -103,7 +103,8 @@ class ScienceQAImg(AccuracyHeadline, Task):
             raise DataError(f"{data}: no ScienceQA data (expected LLaVA's {LLAVA_QUESTIONS}, lmms-lab parquet "
                             f"files, e.g. {CONFIG}/test-00000-of-00001.parquet, or problems.json + pid_splits.json "
                             "+ images/)")
-        rows, source = read_lmms_lab_with_source(self.hub_id, self.name, data, COLUMNS, self.split, config=CONFIG)
+        rows, source = read_lmms_lab_with_source(self.hub_id, self.name, data, COLUMNS, self.split, config=CONFIG,
+                                                 types={"answer": INTEGER})  # the index of the right choice
         docs = []
         for i, row in enumerate(rows):
             if not _has_image(row["image"]):

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmeval.data.sources import read_json
+from mmeval.data.sources import read_json, read_text
 from mmeval.errors import DataError
 
 MMEVAL, LLAVA, LMMS_EVAL, VLM_EVALUATION = "mmeval", "llava", "lmms-eval", "vlm-evaluation"
@@ -58,7 +58,7 @@ class PredictionLine:
     key: Any  # the id as the file writes it
     prediction: Any = None  # the answer text (None where the file has several: see `variants`)
     candidate_probs: Any = None
-    n_tokens: Any = 0
+    n_tokens: Any = None
     error: Any = None
     where: str = ""  # "file:line" or "file: entry 'id'", for messages
     # what the id mapping may check: LLaVA's prompt, lmms-eval's target and input, vlm-evaluation's
@@ -79,12 +79,10 @@ class PredictionLine:
     def as_json(self, doc_id: str) -> dict[str, Any]:
         """The line in mmeval's predictions format, answering `doc_id`."""
         out: dict[str, Any] = {"doc_id": doc_id, "prediction": self.prediction}
-        if self.candidate_probs is not None:
-            out["candidate_probs"] = self.candidate_probs
-        if self.n_tokens:
-            out["n_tokens"] = self.n_tokens
-        if self.error:
-            out["error"] = self.error
+        # every field as the file has it, for the value checks (mmeval.validation.prediction_from_record)
+        for key in ("candidate_probs", "n_tokens", "error"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
         return out
 
 
@@ -101,7 +99,7 @@ def read_prediction_file(path: Path, metadata: Path | None = None) -> Prediction
     path = Path(path)
     if not path.is_file():
         raise DataError(f"--predictions {path}: no such file")
-    text = path.read_text()
+    text = read_text(path, "predictions")
     whole = _whole_json(text)
     if isinstance(whole, dict) and _vlm_records(whole) is not None:
         pf = PredictionFile(path, VLM_EVALUATION, _read_vlm(path, _vlm_records(whole)))
@@ -173,7 +171,7 @@ def _read_jsonl(path: Path, text: str) -> PredictionFile:
 
 def _mmeval_line(obj: dict, where: str) -> PredictionLine:
     return PredictionLine(key=obj["doc_id"], prediction=obj.get("prediction"),
-                          candidate_probs=obj.get("candidate_probs"), n_tokens=obj.get("n_tokens") or 0,
+                          candidate_probs=obj.get("candidate_probs"), n_tokens=obj.get("n_tokens"),
                           error=obj.get("error"), where=where)
 
 

@@ -71,7 +71,8 @@ def test_llava_pope_answers_match_our_own_format(pope_data, tmp_path):
     want, _ = score_json(tmp_path, "--task", "pope", "--predictions", native, "--data", pope_data)
     assert got["metrics"] == want["metrics"]
     assert got["metrics"]["accuracy"] == pytest.approx(100 * sum(sum(v) / len(v) for v in by_cat.values()) / 3)
-    assert got["coverage"] == {"predictions": 18, "docs": 18, "format": "llava", "ignored": 1}
+    assert got["coverage"] == {"predictions": 18, "docs": 18}
+    assert got["predictions_read"] == {"format": "llava", "lines": 19, "ignored": 1}
     assert "pope: 1 of 19 predictions are for questions outside this task's 18 documents (first: 30000001" in output
     assert "ignored" in output and "predictions for" not in output  # full coverage: no coverage line
 
@@ -133,7 +134,7 @@ def test_llava_scienceqa_text_only_questions_are_counted_and_ignored(tmp_path):
     right = [i for i in image_rows if "AB"[rows[i]["answer"]] == letters[i]]
     assert len(right) == 3
     assert got["metrics"]["accuracy"] == pytest.approx(100 * len(right) / len(image_rows))
-    assert got["coverage"]["predictions"] == 4 and got["coverage"]["ignored"] == 2
+    assert got["coverage"]["predictions"] == 4 and got["predictions_read"]["ignored"] == 2
     assert "scienceqa_img: 2 of 6 predictions are for questions outside this task's 4 documents (first: '102'" in output
 
 
@@ -185,7 +186,8 @@ def test_llava_textvqa_answers_join_on_image_id_and_question(tmp_path):
     path = write_jsonl(tmp_path / "llava-v1.5-13b.jsonl", list(reversed(answers)))
     got, _ = score_json(tmp_path, "--task", "textvqa", "--predictions", path, "--data", data)
     assert got["metrics"]["accuracy"] == pytest.approx(200 / 3)
-    assert got["coverage"] == {"predictions": 3, "docs": 3, "format": "llava", "ignored": 0}
+    assert got["coverage"] == {"predictions": 3, "docs": 3}
+    assert got["predictions_read"] == {"format": "llava", "lines": 3, "ignored": 0}
 
 
 # ------------------------------------------------------------------------------------- lmms-eval
@@ -207,7 +209,7 @@ def test_lmms_eval_row_index_maps_to_our_documents(pope_data, tmp_path):
     right = [r["answer"] == line["filtered_resps"].lower().strip()
              for r, line in zip(rows[:12], lines[:12], strict=True)]
     assert got["metrics"]["accuracy"] == pytest.approx(100 * sum(right) / 12)
-    assert "pope: predictions for 12 of 18 documents (66.67%); the metrics cover those only" in output
+    assert "warning: pope: predictions for 12 of 18 documents (66.7%)" in output
 
 
 def test_lmms_eval_log_of_other_data_fails_on_the_target(pope_data, tmp_path):
@@ -310,7 +312,7 @@ def test_vlm_evaluation_metrics_json_and_vizwiz_positions(tmp_path):
     got, _ = score_json(tmp_path, "--task", "vizwiz", "--predictions", metrics, "--data", data,
                         "--protocol", "prismatic")
     assert got["metrics"]["accuracy"] == pytest.approx(200 / 3)
-    assert got["coverage"]["format"] == "vlm-evaluation"
+    assert got["predictions_read"]["format"] == "vlm-evaluation"
 
     examples["1"]["question"] = "What is on the table?"  # position 1 asks something else: another val.json
     metrics.write_text(json.dumps({"summary": {}, "examples": examples}))
