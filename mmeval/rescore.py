@@ -77,12 +77,12 @@ def prediction_from_json(obj: dict[str, Any]) -> Prediction:
 def score_file(task: Task, protocol: str, predictions: Path | Sequence[Path], data: Path | None, n_boot: int = 1000,
                seed: int = 0, metadata: Path | None = None,
                log: Callable[[str], None] = print) -> tuple[dict[str, Any], list[SampleRecord]]:
-    """The summary (with `coverage`: predictions scored / documents, and `predictions_read`: the file
-    format, its lines, those ignored) and the scored records of one or more predictions files;
-    documents without a prediction are left out, not counted as wrong (`mmeval score` says so)."""
+    """The summary (with `coverage`: predictions scored / documents) and the scored records of one or
+    more predictions files; documents without a prediction are left out, not counted as wrong
+    (`mmeval score` says so), predictions for questions outside the task are ignored (`log` says so)."""
     paths = [predictions] if isinstance(predictions, (str, Path)) else list(predictions)
     docs = load_task_docs(task, protocol, data, None)
-    preds, read = read_predictions(task, docs, paths, protocol, metadata, log)
+    preds, _ = read_predictions(task, docs, paths, protocol, metadata, log)
     records = []
     for doc in docs:
         obj = preds.get(doc.doc_id)
@@ -91,5 +91,4 @@ def score_file(task: Task, protocol: str, predictions: Path | Sequence[Path], da
         records.append(sample_record(task, protocol, doc, task.request(doc, protocol), prediction_from_json(obj)))
     summary = summarize(task, protocol, records, n_boot, seed)
     summary["coverage"] = {"predictions": len(records), "docs": len(docs)}
-    summary["predictions_read"] = read  # the file format, its lines, those for questions outside the task
     return summary, records

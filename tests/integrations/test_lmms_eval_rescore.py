@@ -122,7 +122,7 @@ def test_lmms_eval_run_rescored_to_what_it_reported(tmp_path):
     reported = json.loads(results.read_text())["results"]["pope_local"]
 
     got = rescore(tmp_path, log, tmp_path / "data")
-    assert got["n"] == 12 and got["predictions_read"]["format"] == "lmms-eval"
+    assert got["n"] == 12 and got["coverage"] == {"predictions": 12, "docs": 12}
     for theirs, ours in METRICS.items():
         assert got["metrics"][ours] == pytest.approx(100 * reported[f"{theirs},none"]), theirs
     responses = {json.loads(line)["filtered_resps"] for line in log.read_text().splitlines()}
