@@ -214,22 +214,46 @@ def format_summary(results: dict) -> str:
     return tabulate(rows, headers=["task", "protocol", "metric", "value", "95% CI", "n", "errors"])
 
 
+def parse_score_task_args(text: str | None, task: str) -> dict[str, str]:
+    """`score`'s --task-args: the syntax of `run` (`vqav2.split=val`) or the bare option (`split=val`);
+    a prefix naming another task is an error."""
+    out: dict[str, str] = {}
+    for key, value in parse_kv(text, "--task-args").items():
+        if "." in key:
+            prefix, key = key.split(".", 1)
+            if prefix != task:
+                raise click.BadParameter(f"{prefix}.{key}={value} is an option of task {prefix}, and this command "
+                                         f"scores {task} (write {task}.{key}=... or {key}=...)",
+                                         param_hint="--task-args")
+        out[key] = value
+    return out
+
+
 @main.command()
 @click.option("--task", required=True, help="Task name.")
-@click.option("--predictions", required=True, type=click.Path(path_type=Path),
-              help='JSONL of {"doc_id": ..., "prediction": ...} (a run\'s samples file works).')
+@click.option("--predictions", required=True, multiple=True, type=click.Path(path_type=Path),
+              help="Predictions file; repeat for several (e.g. one per rank). Formats, told from the content: "
+                   'mmeval JSONL ({"doc_id": ..., "prediction": ...}; a run\'s samples file), LLaVA-1.5 answer files, '
+                   "lmms-eval --log_samples files, vlm-evaluation results+rank-N.json or metrics.json.")
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="Local data folder (default: the hub).")
 @click.option("--protocol", default=None, help="Protocol to score under (default: the task's default).")
-@click.option("--task-args", default="", help="OPTION=VALUE,... for the task (e.g. judge_url=...).")
+@click.option("--task-args", default="", help="TASK.OPTION=VALUE,... as for run (e.g. vqav2.split=val); "
+                                               "OPTION=VALUE works too.")
+@click.option("--metadata", type=click.Path(path_type=Path), default=None,
+              help="vlm-evaluation's dataset metadata (datasets/pope/metadata-full.json): POPE results name "
+                   "questions by a hash, this file maps it to split and question id.")
 @click.option("--output", type=click.Path(path_type=Path), default=None,
               help="Write the results JSON here too (a folder: FOLDER/<task>.json).")
 @click.option("--bootstrap", type=int, default=1000, show_default=True)
-def score(task, predictions, data, protocol, task_args, output, bootstrap):
+def score(task, predictions, data, protocol, task_args, metadata, output, bootstrap):
     """Score saved predictions without a model (rescoring, or another system's outputs).
 
     \b
     Example:
       mmeval score --task pope --predictions results/runs/mock_1a2b/pope.samples.jsonl --data data/ --protocol lmms-eval
+      mmeval score --task pope --predictions eval/pope/answers/llava-v1.5-13b.jsonl --data eval/ --protocol llava
+      mmeval score --task vqav2 --task-args vqav2.split=val --protocol lmms-eval \\
+        --predictions 20250101_120000_samples_vqav2_val.jsonl --data data/
     """
     from mmeval.registry import check_protocol_name, get_task
     from mmeval.rescore import score_file
@@ -237,10 +261,11 @@ def score(task, predictions, data, protocol, task_args, output, bootstrap):
     from mmeval.validation import check_n_boot, check_output_file, coverage_line
 
     check_n_boot(bootstrap)
-    t = get_task(task, **parse_kv(task_args, "--task-args"))
+    t = get_task(task, **parse_score_task_args(task_args, task))
     target = check_output_file(output, task) if output else None  # before anything is computed
     proto = t.check_protocol(check_protocol_name(protocol)) if protocol else t.default_protocol
-    summary, _ = score_file(t, proto, predictions, data, n_boot=bootstrap)
+    summary, _ = score_file(t, proto, list(predictions), data, n_boot=bootstrap, metadata=metadata,
+                            log=lambda m: click.echo(m, err=True))
     if target is not None:
         write_json_atomic(target, summary)
     warning = coverage_line(task, summary["coverage"]["predictions"], summary["coverage"]["docs"])

@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 from mmeval.bootstrap import Units
+from mmeval.data.external_ids import Mapper, default_doc_id_map
 from mmeval.data.provenance import DataSource
 from mmeval.errors import UnknownNameError
 from mmeval.types import Doc, Prediction, Request
@@ -105,6 +106,19 @@ class Task(abc.ABC):
 
     def ci_metrics(self, protocol: str) -> tuple[str, ...] | None:
         """Metrics that get bootstrap intervals (None: all of them)."""
+        return None
+
+    def doc_id_map(self, docs: Sequence[Doc], source: str) -> Mapper:
+        """How a predictions file of `source` ("mmeval", "llava", "lmms-eval", "vlm-evaluation"; see
+        mmeval.data.predictions) names these documents: a function from a line to the doc id it answers,
+        or None for a question outside them. The default (mmeval.data.external_ids) uses LLaVA's
+        question ids kept in `Doc.fields`, lmms-eval's row index, vlm-evaluation's question id; a task
+        whose ids differ overrides this."""
+        return default_doc_id_map(self, docs, source)
+
+    def prediction_variant(self, protocol: str) -> str | None:
+        """Which answer to score when a file holds several per question (vlm-evaluation's TextVQA:
+        "ocr" / "no_ocr"); None: the task has no variants."""
         return None
 
     def finalize(self, records: Sequence[Any], out_dir: Path, protocol: str) -> dict[str, Any]:

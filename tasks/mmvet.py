@@ -40,6 +40,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mmeval.data.external_ids import Mapper, by_doc_id, has_llava_ids
+from mmeval.data.predictions import LLAVA
 from mmeval.data.sources import folder_source, has_parquet, image_ref, read_json, read_lmms_lab_with_source
 from mmeval.data.writers import write_json, write_parquet
 from mmeval.errors import DataError
@@ -152,6 +154,13 @@ class MMVet(JudgedTask, Task):
         return Doc(doc_id=qid,
                    fields={"question": str(row["question"]), "capability": _capabilities(row["capability"])},
                    target=str(row["answer"]), images=(image,), group_key=qid)
+
+    def doc_id_map(self, docs: Sequence[Doc], source: str) -> Mapper:
+        """LLaVA's llava-mm-vet.jsonl numbers the questions 0..217; MM-Vet's own ids are "v1_<n>"
+        (convert_mmvet_for_eval.py writes them so)."""
+        if source == LLAVA and not has_llava_ids(docs):
+            return by_doc_id(self.name, docs, text_field="prompt", key=lambda qid: f"v1_{qid}")
+        return super().doc_id_map(docs, source)
 
     # ---------------------------------------------------------------- requests and scoring
     def request(self, doc: Doc, protocol: str) -> Request:

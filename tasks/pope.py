@@ -45,12 +45,14 @@ Protocols:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mmeval.data.external_ids import Mapper, check_same_question, has_llava_ids
+from mmeval.data.predictions import LLAVA, VLM_EVALUATION, PredictionLine
 from mmeval.data.sources import (
     find_path,
     folder_source,
@@ -233,6 +235,29 @@ class Pope(Task):
         """Write rows (the COLUMNS; image as PIL or encoded bytes) as lmms-lab's POPE parquet."""
         return write_parquet(directory, Pope.split, rows)
 
+    def doc_id_map(self, docs: Sequence[Doc], source: str) -> Mapper:
+        """LLaVA's answers (question ids in e3e3926 numbering, see LLAVA_OFFSET) and
+        vlm-evaluation's results (hashed ids: their metadata-full.json gives split and id) map to
+        "<category>/<POPE question id>"; the question must then be the document's ("imange" typos aside,
+        which one release has and the other not), so a file of another POPE release fails here."""
+        if source == LLAVA and not has_llava_ids(docs):
+            return self._checked_map(docs, _llava_doc_id, "prompt")
+        if source == VLM_EVALUATION:
+            return self._checked_map(docs, _vlm_doc_id, "question")
+        return super().doc_id_map(docs, source)
+
+    def _checked_map(self, docs: Sequence[Doc], doc_id: Callable[[PredictionLine], str | None], text: str) -> Mapper:
+        by_id = {d.doc_id: d for d in docs}
+
+        def mapper(line: PredictionLine) -> str | None:
+            doc = by_id.get(doc_id(line) or "")
+            if doc is not None:
+                check_same_question(self.name, line, doc, _untypo(doc.fields["question"]),
+                                    _untypo(line.context.get(text, "")), text)
+            return doc.doc_id if doc is not None else None
+
+        return mapper
+
     # -- protocol
     def request(self, doc: Doc, protocol: str) -> Request:
         self.check_protocol(protocol)
@@ -310,3 +335,24 @@ class Pope(Task):
                              "3,000, popular 3,000, random 2,910) with LLaVA's eval_pope.py and vlm-evaluation: "
                              "these numbers do not compare with theirs. Put POPE's coco_pope_*.json of commit "
                              f"{PAPERS_RELEASE} (AoiDragon/POPE output/coco/) in the pope data folder."}
+
+
+def _untypo(text: str) -> str:
+    return str(text).replace("imange", "image")
+
+
+def _llava_doc_id(line: PredictionLine) -> str | None:
+    """LLaVA's question id in e3e3926 numbering (LLAVA_OFFSET) -> "<category>/<POPE question id>"."""
+    qid = line.key
+    if isinstance(qid, bool) or not isinstance(qid, int) or qid < 0:
+        return None
+    category = {offset: c for c, offset in LLAVA_OFFSET.items()}.get(qid - qid % 10_000_000)
+    return None if category is None else f"{category}/{qid % 10_000_000}"
+
+
+def _vlm_doc_id(line: PredictionLine) -> str:
+    meta = line.context.get("metadata")
+    if not isinstance(meta, dict) or "split" not in meta or "split_question_id" not in meta:
+        raise DataError(f"{line.where}: vlm-evaluation names POPE questions by a hash of split and id; give its "
+                        "datasets/pope/metadata-full.json with --metadata (it maps the hash to split and question id)")
+    return f"{meta['split']}/{meta['split_question_id']}"

@@ -59,6 +59,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mmeval.data.external_ids import Mapper, has_llava_ids
+from mmeval.data.predictions import LLAVA, PredictionLine
 from mmeval.data.provenance import FileDigest
 from mmeval.data.sources import (
     find_path,
@@ -264,6 +266,27 @@ class TextVQA(AccuracyHeadline, Task):
             fields.update(llava_question_id=llava["question_id"], llava_prompt=str(llava["text"]))
         return Doc(doc_id=str(e.question_id), fields=fields, target=e.answers or None, images=(e.image,),
                    group_key=e.image_id)
+
+    # -- other harnesses' predictions
+    def doc_id_map(self, docs: Sequence[Doc], source: str) -> Mapper:
+        """LLaVA's answers name a question by its image id and prompt: joined on (image id, question
+        lower-cased) as eval_textvqa.py joins them to TextVQA_0.5.1_val.json."""
+        if source != LLAVA or has_llava_ids(docs):
+            return super().doc_id_map(docs, source)
+        by_key = {(str(d.fields["image_id"]), d.fields["question"].lower()): d.doc_id for d in docs}
+
+        def mapper(line: PredictionLine) -> str | None:
+            try:
+                question = llava_prompt_question(str(line.context.get("prompt")))
+            except DataError as exc:
+                raise DataError(f"{line.where}: {exc}") from exc
+            return by_key.get((str(line.key), question))
+
+        return mapper
+
+    def prediction_variant(self, protocol: str) -> str:
+        """vlm-evaluation's TextVQA results hold an answer with and one without OCR tokens."""
+        return "ocr" if self.use_ocr(protocol) else "no_ocr"
 
     # -- protocol
     def _ocr_text(self, doc: Doc) -> str:

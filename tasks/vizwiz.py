@@ -43,6 +43,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mmeval.data.external_ids import Mapper, check_same_question
+from mmeval.data.predictions import VLM_EVALUATION, PredictionLine
 from mmeval.data.sources import find_path, folder_source, has_parquet, image_ref, read_json, read_lmms_lab_with_source
 from mmeval.errors import DataError
 from mmeval.metrics.vqa import evalai_answer, m4c_accuracy, normalize_answer, vizwiz_accuracy
@@ -143,6 +145,23 @@ class VizWiz(AccuracyHeadline, Task):
         return Doc(doc_id=name, fields={"question": str(question), "image": f"{name}.jpg",
                                         "answer_type": str(category or ""), "answerable": int(answerable)},
                    target=answers, images=(image,), group_key=name)
+
+    # -- other harnesses' predictions
+    def doc_id_map(self, docs: Sequence[Doc], source: str) -> Mapper:
+        """vlm-evaluation numbers VizWiz questions by their position in val.json (our documents' order
+        in the official layout); the logged question must be the document's."""
+        if source != VLM_EVALUATION:
+            return super().doc_id_map(docs, source)
+
+        def mapper(line: PredictionLine) -> str | None:
+            i = line.key
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(docs):
+                return None
+            check_same_question(self.name, line, docs[i], docs[i].fields["question"], line.context.get("question"),
+                                "question")
+            return docs[i].doc_id
+
+        return mapper
 
     # -- protocol
     def prompt(self, doc: Doc, protocol: str) -> str:
