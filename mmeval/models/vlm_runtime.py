@@ -132,6 +132,15 @@ class VLMRuntime:
             self._pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="mmeval-img")
         list(self._pool.map(work, todo.items()))
 
+    def free_memory(self) -> None:
+        """Drop the cached image states and the model's captured CUDA graphs (all rebuilt on demand),
+        e.g. after a batch ran out of GPU memory: graphs captured for a batch size that no longer
+        runs would otherwise keep their memory pools."""
+        from mmeval.models.mamba.generation import release_cuda_graphs
+
+        self._states.clear()
+        release_cuda_graphs(self.model.lm)
+
     # ---- the batch ---------------------------------------------------------------------
     @torch.inference_mode()
     def generate(self, requests: Sequence[Request]) -> list[Prediction]:

@@ -165,6 +165,12 @@ def get_cuda_graph_step(model, batch_size: int, vocab_size: int | None = None) -
     return cache[key]
 
 
+def release_cuda_graphs(model) -> None:
+    """Forget the model's captured prefill and decoding graphs (their memory pools go with them)."""
+    model.__dict__.pop("_mamba_cuda_graph_prefills", None)
+    model.__dict__.pop("_mamba_cuda_graphs", None)
+
+
 def _eos_set(eos_token_id) -> set:
     if eos_token_id is None:
         return set()
