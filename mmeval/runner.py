@@ -125,6 +125,7 @@ class Runner:
     def __init__(self, config: RunConfig, log: Callable[[str], None] = print):
         self.config, self.log = config, log
         self.dist, self.device = DistContext(), config.device
+        self.data_s: float | None = None  # reading the tasks' data (None: the caller passed plans)
         self.load_s: float | None = None  # building / loading the model (None: the caller passed it)
         self.batch_sizes: BatchSizes | None = None
 
@@ -140,7 +141,9 @@ class Runner:
     def run(self, adapter: Adapter | None = None) -> dict[str, dict[str, Any]] | None:
         """Plan, then run (see `run_plans` for what it returns)."""
         adapter_cls = get_model_class(self.config.model)
+        started = time.perf_counter()
         plans = self.plan(adapter_cls)  # data problems surface before a model is loaded
+        self.data_s = round(time.perf_counter() - started, 3)
         return self.run_plans(plans, adapter_cls, adapter)
 
     def run_plans(self, plans: list[TaskPlan], adapter_cls: type[Adapter],
@@ -317,8 +320,8 @@ class Runner:
 
     def _timings(self, answered: Answered, resumed: int) -> dict[str, Any]:
         """The results file's `timings`: answering throughput over all ranks, this process's peak
-        memory; then the batch size answered at, loading the model, the command's time to its first
-        answer, warm-up (the first batch at each size) and the throughput without it."""
+        memory; then the batch size answered at, reading the data and loading the model (once per
+        run), the command's time to this task's first answer, warm-up (the first batch at each size) and the throughput without it."""
         wall, n_done, n_tokens = answered.wall_s, answered.n_samples, answered.n_tokens
         steady_wall = wall - answered.warmup_s
         return {
@@ -330,6 +333,7 @@ class Runner:
             "resumed_samples": resumed,
             "processes": self.dist.world_size,
             "batch_size": answered.batch_size,
+            "data_s": self.data_s,
             "load_s": self.load_s,
             "first_answer_s": None if answered.first_answer_s is None else round(answered.first_answer_s, 3),
             "warmup_s": round(answered.warmup_s, 3),
