@@ -321,7 +321,8 @@ class Runner:
     def _timings(self, answered: Answered, resumed: int) -> dict[str, Any]:
         """The results file's `timings`: answering throughput over all ranks, this process's peak
         memory; then the batch size answered at, reading the data and loading the model (once per
-        run), the command's time to this task's first answer, warm-up (the first batch at each size) and the throughput without it."""
+        run), the command's time to this task's first answer, warm-up (the first batch at each
+        size) and the throughput without it."""
         wall, n_done, n_tokens = answered.wall_s, answered.n_samples, answered.n_tokens
         steady_wall = wall - answered.warmup_s
         return {

@@ -3,7 +3,7 @@ image's features and prefix state once), and similar lengths share a batch (less
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from mmeval.types import Request
 

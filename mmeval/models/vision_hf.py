@@ -27,7 +27,6 @@ LLaVA used) to float precision (tested).
 from __future__ import annotations
 
 import contextlib
-
 import copy
 import json
 import os

@@ -127,6 +127,8 @@ class MambaVLMAdapter(Adapter):
         return str(self.dtype).replace("torch.", "")
 
     def close(self) -> None:
+        if self.runtime is not None:
+            self.runtime.close()
         self.runtime = None  # type: ignore[assignment]
         self.model = None
         if torch.cuda.is_available():
