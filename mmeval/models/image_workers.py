@@ -62,8 +62,10 @@ def _as_tensors(out):
 
 
 def default_workers() -> int:
-    """Half the machine's cores (the rest: the launching thread, the prefetch thread, the OS), 2..8."""
-    return max(2, min(8, (os.cpu_count() or 2) // 2))
+    """Half of this process's share of the cores (the rest: the launching thread, the prefetch
+    thread, the OS), 2..8; under torchrun the processes of this machine share them."""
+    share = (os.cpu_count() or 2) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(2, min(8, share // 2))
 
 
 class ImageProcesses:
