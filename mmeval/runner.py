@@ -27,6 +27,7 @@ from mmeval.batching import AUTO, Batches, BatchSizer, BatchSizes
 from mmeval.data.sources import task_data_dir
 from mmeval.distributed import DistContext, init_from_env, shard_by_group
 from mmeval.errors import DataError, RunError
+from mmeval.gpu_busy import GpuSpans
 from mmeval.registry import check_protocol_name, get_model_class, get_task
 from mmeval.results import RunManifest, SamplesLog, fingerprint, merge_samples, read_all_samples, write_json_atomic
 from mmeval.scheduler import schedule_order
@@ -93,6 +94,7 @@ class Answered:
     first_answer_s: float | None = None  # from the command's start to this task's first answered batch
     warmup_s: float = 0.0
     n_steady: float = 0.0
+    gpu_busy_s: float | None = None  # CUDA-event time of the batches' GPU work (`mmeval.gpu_busy`)
 
 
 def resolve_protocol(task: Task, asked: str | None, adapter_cls: type[Adapter]) -> str:
@@ -243,6 +245,7 @@ class Runner:
         n_tokens, first_answer, warmup_s, n_steady, sizes_seen = 0, None, 0.0, 0, set()
         order = schedule_order([plan.requests[i] for i in state.pending])
         batches = Batches([state.pending[j] for j in order], sizer.size)
+        gpu = GpuSpans(self.device)
         progress = _progress(len(state.pending), plan.task.name, cfg.progress and self.dist.is_main)
         try:
             with ThreadPoolExecutor(max_workers=1) as pool:
@@ -250,7 +253,7 @@ class Runner:
                     batch_requests = [plan.requests[i] for i in batch]
                     t_batch = time.perf_counter()
                     n_runs = len(sizer.sizes_run)
-                    with record_function("mmeval.generate"):
+                    with record_function("mmeval.generate"), gpu.span():
                         preds = sizer.answer(adapter.generate, batch_requests)
                     batches.size = sizer.size
                     if len(preds) != len(batch):
@@ -277,8 +280,9 @@ class Runner:
         finally:
             progress.close()
             log.close()
+        gpu_busy_s = gpu.total_s()
         return Answered(time.perf_counter() - started, len(state.pending), n_tokens, batch_size=sizer.size,
-                        first_answer_s=first_answer, warmup_s=warmup_s, n_steady=n_steady)
+                        first_answer_s=first_answer, warmup_s=warmup_s, n_steady=n_steady, gpu_busy_s=gpu_busy_s)
 
     def _gather(self, answered: Answered) -> Answered:
         """Counts summed over ranks (the run's throughput), once every rank has finished answering."""
@@ -322,7 +326,8 @@ class Runner:
         """The results file's `timings`: answering throughput over all ranks, this process's peak
         memory; then the batch size answered at, reading the data and loading the model (once per
         run), the command's time to this task's first answer, warm-up (the first batch at each
-        size) and the throughput without it."""
+        size) and the throughput without it, and the share of the wall time the GPU had a batch's
+        work in flight (`mmeval.gpu_busy`; None on the CPU)."""
         wall, n_done, n_tokens = answered.wall_s, answered.n_samples, answered.n_tokens
         steady_wall = wall - answered.warmup_s
         return {
@@ -340,6 +345,8 @@ class Runner:
             "warmup_s": round(answered.warmup_s, 3),
             "steady_samples_per_s": round(answered.n_steady / steady_wall, 3)
             if answered.n_steady and steady_wall > 0 else None,
+            "gpu_busy_pct": round(100.0 * answered.gpu_busy_s / wall, 1)
+            if answered.gpu_busy_s is not None and wall > 0 else None,
         }
 
 

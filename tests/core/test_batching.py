@@ -124,12 +124,33 @@ def test_auto_on_the_cpu_is_the_cpu_default_and_says_so(tmp_path):
     assert adapter.sizes == [8, 8, 2] and result["timings"]["batch_size"] == 8
 
 
+class FakeEvent:
+    """A CUDA event whose pair always measures 2 ms; `recorded` lists the events in record order."""
+
+    recorded: list = []
+
+    def __init__(self, enable_timing=False):
+        assert enable_timing
+        self.t = None
+
+    def record(self):
+        self.t = len(self.recorded)
+        self.recorded.append(self)
+
+    def elapsed_time(self, end):
+        assert end.t == self.t + 1  # a start and its own end
+        return 2.0  # milliseconds
+
+
 class FakeGPU:
     """The memory counters of a GPU (what `mmeval.environment` reads), for an adapter whose batches
-    take `per_request` bytes each while they run."""
+    take `per_request` bytes each while they run; CUDA events from `FakeEvent`."""
 
     def __init__(self, monkeypatch, total: int, weights: int):
         self.total, self.allocated, self.peak = total, weights, weights
+        FakeEvent.recorded = []
+        monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
+        monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
         for name, fn in [("is_cuda", lambda d: True), ("memory_allocated", lambda d: self.allocated),
                          ("peak_memory_bytes", lambda d: self.peak), ("peak_memory_mb", lambda d: self.peak / 2**20),
                          ("reset_peak_memory", lambda d: setattr(self, "peak", self.allocated)),
@@ -183,3 +204,24 @@ def test_auto_size_is_found_once_per_model_and_shape(monkeypatch):
     assert not small.measure
     fixed = BatchSizes(12, "cuda", lines.append).sizer(("model", "pope"), pending=1000)
     assert (fixed.size, fixed.measure) == (12, False)
+
+
+def test_gpu_busy_sums_the_event_pairs_of_the_batches(tmp_path, monkeypatch):
+    """On CUDA the runner brackets each batch with a CUDA-event pair and reports their summed time
+    against the answering wall time (events faked here: each batch 'takes' 2 ms of GPU time)."""
+    from mmeval import gpu_busy
+
+    assert gpu_busy.GpuSpans("cpu").total_s() is None  # (this machine has no GPU)
+    gpu = FakeGPU(monkeypatch, total=40 * GiB, weights=GiB)
+    spans = gpu_busy.GpuSpans("cuda")
+    with spans.span():
+        pass
+    assert spans.total_s() == 0.002
+    FakeEvent.recorded.clear()
+    adapter = MemoryMock(gpu, per_request=1)
+    result, _, _ = _run(tmp_path, adapter, 4, "busy", device="cuda")
+    t = result["timings"]
+    n_batches = len(adapter.sizes)
+    assert n_batches == 5 and len(FakeEvent.recorded) == 2 * n_batches  # 18 requests in batches of 4
+    # (wall_s is rounded to the millisecond in the file)
+    assert t["gpu_busy_pct"] == pytest.approx(100 * 0.002 * n_batches / t["wall_s"], rel=0.02, abs=0.1)
