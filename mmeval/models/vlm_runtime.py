@@ -280,7 +280,7 @@ class VLMRuntime:
         from mmeval.models.mamba.lm import right_pad_ids
 
         ids, lengths = right_pad_ids(suffixes)  # on the host, copied once: no host syncs
-        out = self.model.lm(input_ids=self._to_device(ids), lengths=lengths, state=MambaState.cat(states),
+        out = self.model.lm(input_ids=self._to_device(ids), lengths=lengths, state=MambaState.gather(states),
                             return_state=True, logits="last")
         return out.logits, out.state
 

@@ -133,9 +133,7 @@ class CudaGraphPrefill:
         self._len_host.copy_(lengths)
         self.ids.copy_(self._ids_host, non_blocking=True)
         self.lengths.copy_(self._len_host, non_blocking=True)
-        for i in range(len(self.state)):  # write the inputs' states straight into the static buffers
-            torch.cat([st.conv_states[i] for st in states], 0, out=self.state.conv_states[i])
-            torch.cat([st.ssm_states[i] for st in states], 0, out=self.state.ssm_states[i])
+        MambaState.gather(states, out=self.state)  # the inputs' states straight into the static buffers
         self.graph.replay()
         return self.logits, self.out_state
 
