@@ -12,18 +12,20 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mmeval.data.sources import read_text
 from mmeval.errors import DataError
 from mmeval.runner import load_task_docs
 from mmeval.scoring import sample_record, summarize
 from mmeval.task import Task
 from mmeval.types import Prediction, SampleRecord
+from mmeval.validation import prediction_from_record
 
 
 def read_predictions(path: Path, known_ids: set[str]) -> dict[str, dict[str, Any]]:
     if not path.is_file():
         raise DataError(f"--predictions {path}: no such file")
     out: dict[str, dict[str, Any]] = {}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(read_text(path, "predictions").splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -37,6 +39,7 @@ def read_predictions(path: Path, known_ids: set[str]) -> dict[str, dict[str, Any
             raise DataError(f"{path}:{n}: unknown doc_id {doc_id!r} (not in this task's data)")
         if doc_id in out:
             raise DataError(f"{path}:{n}: duplicate doc_id {doc_id!r}")
+        prediction_from_record(obj, f"{path}:{n}")  # every field checked before anything is scored
         out[doc_id] = obj
     if not out:
         raise DataError(f"{path}: no predictions")
@@ -44,18 +47,16 @@ def read_predictions(path: Path, known_ids: set[str]) -> dict[str, dict[str, Any
 
 
 def prediction_from_json(obj: dict[str, Any]) -> Prediction:
-    """A saved prediction line as the model's answer (an `error` line: the model could not answer)."""
-    if obj.get("error"):
-        return Prediction(error=str(obj["error"]))
-    return Prediction(text=str(obj.get("prediction") or ""), candidate_probs=obj.get("candidate_probs"),
-                      n_tokens=int(obj.get("n_tokens") or 0))
+    """A saved prediction line as the model's answer (an `error` line: the model could not answer);
+    `read_predictions` has checked its fields."""
+    return prediction_from_record(obj, f"doc_id {obj.get('doc_id')!r}")
 
 
 def score_file(task: Task, protocol: str, predictions: Path, data: Path | None, n_boot: int = 1000,
                seed: int = 0) -> tuple[dict[str, Any], list[SampleRecord]]:
     """The summary (with `coverage`: predictions scored / documents) and the scored records of a
     predictions file; documents without a prediction are left out, not counted as wrong."""
-    docs = load_task_docs(task, data, None)
+    docs = load_task_docs(task, protocol, data, None)
     preds = read_predictions(predictions, {d.doc_id for d in docs})
     records = []
     for doc in docs:

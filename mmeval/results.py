@@ -22,23 +22,38 @@ def fingerprint(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(blob).hexdigest()[:length]
 
 
-def write_json_atomic(path: Path, obj: Any, indent: int | None = 2) -> None:
+def write_json_atomic(path: Path, obj: Any, indent: int | None = 2, newline: bool = True) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over the target: a reader
     (or a crash) sees the old file or the new one, never half of one. `indent=None`: compact (large
-    files such as a test-server submission)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    files such as a test-server submission); `newline=False`: no final newline (byte for byte what
+    `json.dump` writes, as other harnesses' converters do)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:  # a read-only folder, a file where a folder should be: one line naming it
+        blocked = isinstance(exc, (FileExistsError, NotADirectoryError))
+        raise RunError(f"{path}: cannot write ({'a file is where its folder should be' if blocked else exc.strerror})"
+                       ) from exc
     try:
         with os.fdopen(fd, "w") as fh:
             json.dump(obj, fh, indent=indent, sort_keys=False, default=str)
-            fh.write("\n")
+            if newline:
+                fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):  # a full disk: one line naming the file; the old file is untouched
+            raise RunError(f"{path}: cannot write ({exc.strerror or exc})") from exc
         raise
+
+
+# Text written into JSON strings with ensure_ascii=False may hold a lone surrogate (an invalid code point
+# read from a data file's JSON escape); "backslashreplace" writes it as \udXXX, which inside a JSON string is
+# the same escape again: the line stays valid UTF-8 and JSON and reads back as it was.
+JSON_SAFE = "backslashreplace"
 
 
 class SamplesLog:
@@ -64,8 +79,9 @@ class SamplesLog:
                 continue
             try:
                 rec = SampleRecord.from_json(json.loads(line))
-            except (json.JSONDecodeError, KeyError) as exc:
-                raise RunError(f"{self.path}:{n}: corrupt sample line ({exc}); move the file away to start over")
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not JSON, not UTF-8, not a record
+                raise RunError(f"{self.path}:{n}: corrupt sample line ({type(exc).__name__}: {exc}); "
+                               "move the file away to start over") from None
             records[rec.doc_id] = rec
         if good_end != len(data):  # torn tail from an interrupted write
             with open(self.path, "r+b") as fh:
@@ -73,18 +89,36 @@ class SamplesLog:
         return records
 
     def append(self, records: Iterable[SampleRecord]) -> None:
-        if self._fh is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "a", encoding="utf-8")
-        for rec in records:
-            self._fh.write(json.dumps(rec.to_json(), ensure_ascii=False, default=str) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        try:
+            if self._fh is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fh = open(self.path, "a", encoding="utf-8", errors=JSON_SAFE)
+            for rec in records:
+                self._fh.write(json.dumps(rec.to_json(), ensure_ascii=False, default=str) + "\n")
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        except OSError as exc:  # a full disk, a read-only or vanished folder: one line; what is on disk stays
+            self._abandon()
+            raise RunError(f"{self.path}: cannot write the samples log ({exc.strerror or exc}); the samples "
+                           "written so far are kept: fix that and re-run the same command to resume") from exc
+
+    def _abandon(self) -> None:
+        """Close after a failed write; the unwritten rest of the buffer is dropped (a torn last line
+        is cut off by the next `read`)."""
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            try:
+                fh.close()
+            except OSError:
+                pass
 
     def close(self) -> None:
         if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+            fh, self._fh = self._fh, None
+            try:
+                fh.close()
+            except OSError as exc:
+                raise RunError(f"{self.path}: cannot write the samples log ({exc.strerror or exc})") from exc
 
 
 def read_all_samples(run_dir: Path, task: str) -> dict[str, SampleRecord]:
@@ -107,7 +141,7 @@ def merge_samples(run_dir: Path, task: str, order: list[str]) -> dict[str, Sampl
     ordered = sorted(records.values(), key=lambda r: (position.get(r.doc_id, len(order)), r.doc_id))
     target = run_dir / f"{task}.samples.jsonl"
     fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{target.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+    with os.fdopen(fd, "w", encoding="utf-8", errors=JSON_SAFE) as fh:
         for rec in ordered:
             fh.write(json.dumps(rec.to_json(), ensure_ascii=False, default=str) + "\n")
         fh.flush()

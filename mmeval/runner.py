@@ -34,6 +34,7 @@ from mmeval.scheduler import schedule_order
 from mmeval.scoring import sample_record, summarize
 from mmeval.task import Task
 from mmeval.types import Doc, Request, SampleRecord
+from mmeval.validation import generate_checked
 
 
 def record_function(name: str):
@@ -104,8 +105,20 @@ def resolve_protocol(task: Task, asked: str | None, adapter_cls: type[Adapter]) 
     return preferred if preferred in task.protocols else task.default_protocol
 
 
-def load_task_docs(task: Task, data: Path | None, limit: int | None) -> list[Doc]:
-    docs = task.load_docs(task_data_dir(task.name, data, task.data_folders))
+def load_task_docs(task: Task, protocol: str, data: Path | None, limit: int | None) -> list[Doc]:
+    """The task's documents under `protocol` (a task's data may depend on it: VQAv2's default split),
+    checked for duplicate ids, the first `limit` of them."""
+    task.use_protocol(protocol)
+    folder = task_data_dir(task.name, data, task.data_folders)
+    try:
+        docs = task.load_docs(folder)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        # the fallback for a layout problem no check named (the checks in mmeval.data.sources name
+        # the file, column and expected type): still one line, naming the task and the folder
+        raise DataError(f"task {task.name}: the data in {folder or 'the hub copy'} is not in a layout it reads "
+                        f"({type(exc).__name__}: {exc})") from exc
+    if not docs:
+        raise DataError(f"task {task.name}: no documents in {folder or 'the hub copy'}")
     seen: set[str] = set()
     for d in docs:
         if d.doc_id in seen:
@@ -136,7 +149,7 @@ class Runner:
         for name in self.config.tasks:
             task = get_task(name, **self.config.task_args.get(name, {}))
             protocol = resolve_protocol(task, self.config.protocol, adapter_cls)
-            docs = load_task_docs(task, self.config.data, self.config.limit)
+            docs = load_task_docs(task, protocol, self.config.data, self.config.limit)
             plans.append(TaskPlan(task, protocol, docs, [task.request(d, protocol) for d in docs]))
         return plans
 
@@ -254,7 +267,8 @@ class Runner:
                     t_batch = time.perf_counter()
                     n_runs = len(sizer.sizes_run)
                     with record_function("mmeval.generate"), gpu.span():
-                        preds = sizer.answer(adapter.generate, batch_requests)
+                        # a bad prompt fails its sample; a batch that does not fit is halved
+                        preds = sizer.answer(lambda reqs: generate_checked(adapter, reqs), batch_requests)
                     batches.size = sizer.size
                     if len(preds) != len(batch):
                         raise RunError(f"model {cfg.model} returned {len(preds)} predictions for {len(batch)} requests")

@@ -14,11 +14,12 @@ Metrics are in the units the papers print: percentages for rates, raw scores for
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
+from mmeval.bootstrap import Units
 from mmeval.data.provenance import DataSource
 from mmeval.errors import UnknownNameError
 from mmeval.types import Doc, Prediction, Request
@@ -68,6 +69,12 @@ class Task(abc.ABC):
                 f"task {self.name} has no protocol '{protocol}' (it has: {', '.join(self.protocols)})")
         return protocol
 
+    def use_protocol(self, protocol: str) -> None:
+        """Called once the protocol is chosen and before `load_docs` (by the runner and by `mmeval
+        score`): a task whose data depend on the protocol overrides it (VQAv2's default split is
+        each protocol's reference split; POPE prefers POPE's original files under llava and prismatic)."""
+        return None
+
     @abc.abstractmethod
     def load_docs(self, data: Path | None) -> list[Doc]:
         """All documents; `data` is this task's local folder, or None for the hub copy."""
@@ -85,6 +92,13 @@ class Task(abc.ABC):
     def aggregate(self, scores: Sequence[dict[str, Any]], protocol: str) -> dict[str, float]:
         """Metrics from the per-sample dicts of every scored document."""
 
+    def bootstrap_units(self, scores: Sequence[dict[str, Any]], protocol: str) -> Units | None:
+        """What the bootstrap intervals resample, given the per-sample dicts `aggregate` takes: the
+        units the paper's score is built from (MME's image pairs within subtasks, MMBench's circular
+        groups, POPE's questions within splits), as strata and clusters (`mmeval.bootstrap.Units`).
+        None: every sample on its own."""
+        return None
+
     @abc.abstractmethod
     def headline(self, protocol: str) -> str:
         """The metric the papers report for this task under this protocol."""
@@ -97,3 +111,13 @@ class Task(abc.ABC):
         """Optional extra outputs after a run (e.g. a submission file for a test server).
         Returns notes to add to the results file."""
         return {}
+
+    @classmethod
+    def write_example(cls, directory: Path, seed: int = 0) -> Path:
+        """Write a handful of generated documents in one of this task's real layouts under `directory`
+        and return the folder to pass to `load_docs` (the contract tests take every task through it).
+        The default reads the example writers of mmeval.synth.examples by task name; a task not
+        listed there overrides this, or fails its contract test saying so."""
+        from mmeval.synth.examples import write_example  # lazily: tasks never need synth to run
+
+        return write_example(cls.name, directory, seed)

@@ -2,6 +2,12 @@
 sample); the total and per-capability scores (rec, ocr, know, gen, spat, math) in percent.
 
 Sources (split `test`):
+- LLaVA-1.5's evaluation bundle (`--data` = its `playground/data/eval`, folder `mm-vet/` as
+  scripts/v1_5/eval/mmvet.sh names it, or `mmvet/` as Evaluation.md does; haotian-liu/LLaVA at
+  32cebc38): the question file `llava-mm-vet.jsonl` (int question_id, image, text = the prompt as it
+  is) with MM-Vet's `mm-vet.json` (answers and capabilities, from MM-Vet's mm-vet.zip) beside it or
+  in `mm-vet/`, joined as convert_mmvet_for_eval.py keys the answers: question_id 12 is "v1_12";
+  images in `images/` (mmvet.sh's --image-folder). Images are read when a model runs.
 - the lmms-lab parquet layout: hub id `lmms-lab-encoder/MMVet` (as the installed lmms-eval names
   it; `lmms-lab/MMVet` holds the same files) or a local folder of those files; columns
   question_id, image, question, answer, capability (comma-separated or a list).
@@ -16,7 +22,8 @@ the run still saves predictions: each sample scores {"pending": 1, "correct": 0}
 no metrics, and `mmeval score` grades later.
 
 Protocols:
-- `llava`: the question as the prompt, no suffix (llava-mm-vet.jsonl), greedy, 1024 new tokens
+- `llava`: the question as the prompt, no suffix (llava-mm-vet.jsonl's text as it is when the data
+  came with it), greedy, 1024 new tokens
   (model_vqa.py); graded as the official MM-Vet evaluator does (its prompt and few-shot table,
   max_tokens 3, temperature 0, digit-hint retries; default judge model gpt-4-0613, one run).
   finalize() also writes the official results file (mmvet_results.json: {"v1_0": answer}) that
@@ -33,12 +40,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mmeval.data.sources import has_parquet, image_ref, read_json, read_lmms_lab
+from mmeval.data.sources import folder_source, has_parquet, image_ref, read_json, read_lmms_lab_with_source
 from mmeval.data.writers import write_json, write_parquet
 from mmeval.errors import DataError
 from mmeval.metrics.judge import MMVET_CAPABILITIES, JudgedTask, JudgeError, grade_mmvet, mmvet_aggregate
 from mmeval.task import Task
 from mmeval.types import Doc, GenerationConfig, Prediction, Request
+from tasks._common.llava import LLAVA_BUNDLE, missing_annotation, read_llava_questions
 from tasks._common.outputs import record_field, record_scores, write_result_file
 
 COLUMNS = ("question_id", "image", "question", "answer", "capability")
@@ -46,6 +54,8 @@ LMMS_EVAL_PRE_PROMPT = ("First please perform reasoning, and think step by step 
                         "following question: \n\n")
 JUDGE_MODELS = {"llava": "gpt-4-0613", "lmms-eval": "gpt-4o-2024-11-20"}
 STYLE = {"llava": "official", "lmms-eval": "lmms-eval"}
+LLAVA_QUESTIONS = "llava-mm-vet.jsonl"
+RELEASE = "mm-vet@v1"  # yuweihao/MM-Vet release v1 (mm-vet.zip)
 
 
 def _capabilities(value: Any) -> list[str]:
@@ -64,37 +74,78 @@ class MMVet(JudgedTask, Task):
     description = "MM-Vet, open-ended answers graded by an LLM judge"
     protocols = ("llava", "lmms-eval")
     default_protocol = "llava"
-    hub_id = "lmms-lab-encoder/MMVet"
+    hub_id = ("lmms-lab-encoder/MMVet", "lmms-lab/MMVet")
     judge_models = JUDGE_MODELS
     split = "test"
+
+    data_folders = ("mm-vet",)  # LLaVA-1.5's playground/data/eval/mm-vet (its Evaluation.md: mmvet, our name)
 
     # ---------------------------------------------------------------- loading
     def load_docs(self, data: Path | None) -> list[Doc]:
         if data is not None:
-            for root in (data, data / "mm-vet"):
-                if (root / "mm-vet.json").is_file():
-                    return self._load_official(root)
+            official = next((r for r in (data, data / "mm-vet") if (r / "mm-vet.json").is_file()), None)
+            if (data / LLAVA_QUESTIONS).is_file():
+                return self._load_llava(data, official)
+            if official is not None:
+                docs = self._load_official(official)
+                self.data_source = folder_source("official", RELEASE, self.split, data, [official / "mm-vet.json"],
+                                                 len(docs))
+                return docs
             if not has_parquet(data):
-                raise DataError(f"{data}: no MM-Vet data (expected lmms-lab parquet files, or mm-vet.json + images/)")
-        rows = read_lmms_lab(self.hub_id, self.name, data, COLUMNS, self.split)
+                raise DataError(f"{data}: no MM-Vet data (expected LLaVA's {LLAVA_QUESTIONS} + mm-vet.json, lmms-lab "
+                                "parquet files, or mm-vet.json + images/)")
+        rows, self.data_source = read_lmms_lab_with_source(self.hub_id, self.name, data, COLUMNS, self.split)
         return [self._doc(str(row["question_id"]), row, image_ref(row["image"], f"mmvet {row['question_id']}"))
                 for row in rows]
 
     def _load_official(self, root: Path) -> list[Doc]:
-        meta = read_json(root / "mm-vet.json", "MM-Vet questions")
+        meta = self._meta(root)
         images = root / "images"
         if not images.is_dir():
             raise DataError(f"{root}: missing images/ folder (MM-Vet images next to mm-vet.json)")
         docs = []
         for qid, item in meta.items():
-            for key in ("imagename", "question", "answer", "capability"):
-                if key not in item:
-                    raise DataError(f"{root / 'mm-vet.json'}: {qid} has no '{key}'")
             path = images / item["imagename"]
             if not path.is_file():
                 raise DataError(f"{path}: missing (image of MM-Vet {qid})")
             docs.append(self._doc(qid, item, image_ref(str(path), f"mmvet {qid}")))
         return docs
+
+    def _load_llava(self, data: Path, official: Path | None) -> list[Doc]:
+        qfile = data / LLAVA_QUESTIONS
+        rows = read_llava_questions(qfile)
+        if official is None:
+            raise missing_annotation(self.name, qfile, "mm-vet.json (MM-Vet's answers and capabilities)",
+                                     "./playground/data/eval/mm-vet/mm-vet.json beside images/ (mm-vet.zip of "
+                                     "github.com/yuweihao/MM-Vet/releases/download/v1; scripts/v1_5/eval/mmvet.sh)",
+                                     "MM-Vet's grader (mm-vet_evaluator.py)")
+        meta = self._meta(official)
+        images = data / "images" if (data / "images").is_dir() else official / "images"
+        docs = []
+        for n, row in enumerate(rows, 1):
+            qid = f"v1_{row['question_id']}"  # convert_mmvet_for_eval.py's key
+            item = meta.get(qid)
+            if item is None:
+                raise DataError(f"{qfile}:{n}: question_id {row['question_id']} has no {qid} in "
+                                f"{official / 'mm-vet.json'}")
+            if item["imagename"] != row["image"]:
+                raise DataError(f"{qfile}:{n}: image {row['image']} but {official / 'mm-vet.json'} gives {qid} the "
+                                f"image {item['imagename']}: the files are from different releases")
+            doc = self._doc(qid, item, image_ref(str(images / row["image"]), f"mmvet {qid}"))
+            doc.fields.update(llava_question_id=row["question_id"], llava_prompt=str(row["text"]))
+            docs.append(doc)
+        self.data_source = folder_source("llava-bundle", LLAVA_BUNDLE, self.split, data,
+                                         [qfile, official / "mm-vet.json"], len(docs))
+        return docs
+
+    @staticmethod
+    def _meta(root: Path) -> dict[str, Any]:
+        meta = read_json(root / "mm-vet.json", "MM-Vet questions")
+        for qid, item in meta.items():
+            for key in ("imagename", "question", "answer", "capability"):
+                if key not in item:
+                    raise DataError(f"{root / 'mm-vet.json'}: {qid} has no '{key}'")
+        return meta
 
     @staticmethod
     def _doc(qid: str, row: Any, image) -> Doc:
@@ -106,7 +157,7 @@ class MMVet(JudgedTask, Task):
     def request(self, doc: Doc, protocol: str) -> Request:
         self.check_protocol(protocol)
         question = doc.fields["question"]
-        prompt = question if protocol == "llava" else LMMS_EVAL_PRE_PROMPT + question
+        prompt = doc.fields.get("llava_prompt", question) if protocol == "llava" else LMMS_EVAL_PRE_PROMPT + question
         return Request(doc_id=doc.doc_id, prompt=prompt, images=doc.images, group_key=doc.group_key,
                        generation=GenerationConfig(max_new_tokens=1024))
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from mmeval.data.sources import read_jsonl
+from mmeval.data.sources import TEXT, ColumnType, check_record, read_jsonl
 from mmeval.errors import DataError
 from mmeval.task import Task, take_options
 from mmeval.types import Doc, ImageRef, Prediction, Request
@@ -29,6 +29,8 @@ from tasks._common.candidates import candidate_choice, candidate_generation, pro
 
 JSONL_PLACES = ("test.jsonl", "zeroshot/test.jsonl", "splits/zeroshot/test.jsonl", "data/splits/zeroshot/test.jsonl")
 CANDIDATES = ("True", "False")
+FIELDS = {"image": TEXT, "caption": TEXT,
+          "label": ColumnType("0 or 1", frozenset({"integer"}), nullable=False, values=("0", "1"))}
 
 
 def true_false_prompt(caption: str) -> str:
@@ -57,9 +59,7 @@ class VSR(Task):
         folders = [self.images] if self.images else [data / "images", jsonl.parent / "images", data]
         docs, missing = [], []
         for idx, row in enumerate(rows):
-            for key in ("image", "caption", "label"):
-                if key not in row:
-                    raise DataError(f"{jsonl}:{idx + 1}: missing field '{key}'")
+            check_record(row, FIELDS, f"{jsonl}:{idx + 1}")
             path = self._image_path(row, folders, data)
             if path is None:
                 missing.append(str(row["image"]))

@@ -194,7 +194,10 @@ def targets_table(report: dict[str, Any]) -> list[list[str]]:
 def _batch_size_option(ctx, param, value):
     from mmeval.cli import parse_batch_size
 
-    return parse_batch_size(value)
+    size = parse_batch_size(value)
+    if size != "auto" and size < 1:
+        raise click.BadParameter(f"expected a positive integer or 'auto', got {value!r}", param_hint="--batch-size")
+    return size
 
 
 @click.command()

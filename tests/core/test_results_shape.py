@@ -37,7 +37,8 @@ def test_mock_run_results_samples_and_manifest_shapes(tmp_path):
     text = (run_dir / "pope.json").read_text()
     res = json.loads(text)
     assert text == json.dumps(res, indent=2) + "\n"  # the byte layout: indent 2, keys as written, final newline
-    assert list(res) == RESULTS_KEYS
+    assert list(res) == RESULTS_KEYS + ["notes"]  # POPE's lmms-lab copy under llava: a note says so
+    assert "not compare" in res["notes"]["data_note"]
     assert (res["task"], res["protocol"], res["headline"], res["run"]) == ("pope", "llava", "f1", "r")
     assert (res["n"], res["n_errors"]) == (15, 3)
     assert res["metrics"] and all(type(v) is float for v in res["metrics"].values())
