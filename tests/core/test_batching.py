@@ -223,6 +223,7 @@ def test_gpu_busy_sums_the_event_pairs_of_the_batches(tmp_path, monkeypatch):
     assert spans.total_s() == 0.002
     FakeEvent.recorded.clear()
     adapter = MemoryMock(gpu, per_request=1)
+    adapter.delay = 0.05  # each batch takes 50 ms of wall time: the rounding of wall_s stays small
     result, _, _ = _run(tmp_path, adapter, 4, "busy", device="cuda")
     t = result["timings"]
     n_batches = len(adapter.sizes)
