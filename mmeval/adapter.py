@@ -79,6 +79,10 @@ class Adapter(abc.ABC):
     def close(self) -> None:
         """Release memory held by the model (optional)."""
 
+    def free_memory(self) -> None:
+        """Drop what the adapter can rebuild (cached image states, captured CUDA graphs); the runner
+        calls it after a batch ran out of GPU memory, before answering its halves (optional)."""
+
     @classmethod
     def check_args(cls, args: dict[str, str]) -> None:
         unknown = [k for k in args if k not in cls.options]

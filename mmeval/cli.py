@@ -35,6 +35,20 @@ def parse_task_args(text: str | None) -> dict[str, dict[str, str]]:
     return out
 
 
+def parse_batch_size(text: str | int) -> int | str:
+    """`--batch-size`: a whole number, or `auto` (the largest batch that fits on CUDA; a CPU default
+    on the CPU: `mmeval.batching`). Its range is checked with the other options
+    (`mmeval.validation.check_run_options`)."""
+    value = str(text).strip().lower()
+    if value == "auto":
+        return "auto"
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"expected a whole number or 'auto', got {text!r}",
+                                 param_hint="--batch-size") from None
+
+
 # Commands owned by other modules: name -> (module, attribute). Imported when named (or listed by
 # --help); a module that fails to import is an error naming it, never a command that goes missing.
 MODULE_COMMANDS = {
@@ -131,7 +145,10 @@ def main() -> None:
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="Local data: a folder with one sub-folder per task, or one task's folder. Default: the hub.")
 @click.option("--limit", type=int, default=None, help="Evaluate only the first N documents of each task.")
-@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--batch-size", default="auto", show_default=True,
+              callback=lambda ctx, param, value: parse_batch_size(value),
+              help="Requests per batch, or auto: on CUDA the largest that fits (measured on the first batch), "
+                   "on the CPU 8.")
 @click.option("--device", default="cpu", show_default=True, help="cpu | cuda | cuda:N")
 @click.option("--output", type=click.Path(path_type=Path), default=Path("results/runs"), show_default=True)
 @click.option("--run-name", default=None, help="Run folder name (default: model name + a hash of model and protocol).")

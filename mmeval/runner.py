@@ -12,6 +12,7 @@ timings, the task's extra outputs, the results file written atomically).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -22,12 +23,14 @@ from typing import Any
 
 from mmeval import environment
 from mmeval.adapter import Adapter
+from mmeval.batching import AUTO, Batches, BatchSizer, BatchSizes
 from mmeval.data.sources import task_data_dir
 from mmeval.distributed import DistContext, init_from_env, shard_by_group
 from mmeval.errors import DataError, RunError
+from mmeval.gpu_busy import GpuSpans
 from mmeval.registry import check_protocol_name, get_model_class, get_task
 from mmeval.results import RunManifest, SamplesLog, fingerprint, merge_samples, read_all_samples, write_json_atomic
-from mmeval.scheduler import schedule
+from mmeval.scheduler import schedule_order
 from mmeval.scoring import sample_record, summarize
 from mmeval.task import Task
 from mmeval.types import Doc, Request, SampleRecord
@@ -51,7 +54,7 @@ class RunConfig:
     protocol: str | None = None  # None: the model's preferred protocol where a task has it
     data: Path | None = None
     limit: int | None = None
-    batch_size: int = 8
+    batch_size: int | str = AUTO  # requests per batch, or "auto" (`mmeval.batching`)
     device: str = "cpu"
     output: Path = Path("results")
     run_name: str | None = None
@@ -81,11 +84,18 @@ class TaskState:
 
 @dataclass
 class Answered:
-    """What the answering step measured (on this process, or summed over ranks by `_gather`)."""
+    """What the answering step measured (on this process, or summed over ranks by `_gather`).
+    Warm-up: the first batch at each batch size (kernel compilation, CUDA-graph capture); the
+    steady figures leave it out."""
 
     wall_s: float
     n_samples: float
     n_tokens: float
+    batch_size: int | None = None  # the size the run ended at (auto's choice, or halved)
+    first_answer_s: float | None = None  # from the command's start to this task's first answered batch
+    warmup_s: float = 0.0
+    n_steady: float = 0.0
+    gpu_busy_s: float | None = None  # CUDA-event time of the batches' GPU work (`mmeval.gpu_busy`)
 
 
 def resolve_protocol(task: Task, asked: str | None, adapter_cls: type[Adapter]) -> str:
@@ -130,6 +140,9 @@ class Runner:
     def __init__(self, config: RunConfig, log: Callable[[str], None] = print):
         self.config, self.log = config, log
         self.dist, self.device = DistContext(), config.device
+        self.data_s: float | None = None  # reading the tasks' data (None: the caller passed plans)
+        self.load_s: float | None = None  # building / loading the model (None: the caller passed it)
+        self.batch_sizes: BatchSizes | None = None
 
     def plan(self, adapter_cls: type[Adapter]) -> list[TaskPlan]:
         plans = []
@@ -143,7 +156,9 @@ class Runner:
     def run(self, adapter: Adapter | None = None) -> dict[str, dict[str, Any]] | None:
         """Plan, then run (see `run_plans` for what it returns)."""
         adapter_cls = get_model_class(self.config.model)
+        started = time.perf_counter()
         plans = self.plan(adapter_cls)  # data problems surface before a model is loaded
+        self.data_s = round(time.perf_counter() - started, 3)
         return self.run_plans(plans, adapter_cls, adapter)
 
     def run_plans(self, plans: list[TaskPlan], adapter_cls: type[Adapter],
@@ -155,7 +170,12 @@ class Runner:
         """
         self.dist = init_from_env(self.config.device)
         self.device = self.dist.device(self.config.device)
+        self.batch_sizes = BatchSizes(self.config.batch_size, self.device,
+                                      self.log if self.dist.is_main else lambda m: None)
+        started = time.perf_counter()
+        loaded = adapter is None
         adapter = self._load_model(adapter_cls, adapter)
+        self.load_s = round(time.perf_counter() - started, 3) if loaded else None
         identity = adapter.identity()
         run_dir, manifest = self._open_run_dir(identity)
         results = {}
@@ -185,7 +205,8 @@ class Runner:
         """One task, step by step. Its summary on the main process; None on the other ranks."""
         state = self._resume(plan, run_dir, manifest)
         state.pending = self._my_share(plan, state.pending)
-        answered = self._answer(state, adapter, self._samples_log(run_dir, plan.task.name))
+        sizer = self._sizer(state, adapter, identity)
+        answered = self._answer(state, adapter, self._samples_log(run_dir, plan.task.name), sizer)
         answered = self._gather(answered)
         if not self.dist.is_main:
             return None
@@ -221,22 +242,34 @@ class Runner:
         rank = f".rank{self.dist.rank}" if self.dist.world_size > 1 else ""
         return SamplesLog(run_dir / f"{task}.samples{rank}.jsonl")
 
-    def _answer(self, state: TaskState, adapter: Adapter, log: SamplesLog) -> Answered:
+    def _sizer(self, state: TaskState, adapter: Adapter, identity: dict[str, Any]) -> BatchSizer:
+        """This task's batch size: the given one, or auto's for this model and workload shape."""
+        shape = (fingerprint(identity), fingerprint(state.description))
+        return self.batch_sizes.sizer(shape, len(state.pending), free_memory=adapter.free_memory)
+
+    def _answer(self, state: TaskState, adapter: Adapter, log: SamplesLog, sizer: BatchSizer) -> Answered:
         """Ask the model for every pending document in scheduled batches; each batch is scored and
-        appended to the samples log as soon as it is answered (a kill loses at most that batch)."""
+        appended to the samples log as soon as it is answered (a kill loses at most that batch).
+        The batch size may change on the way (auto's measured first batch; halved after running
+        out of memory: `BatchSizer`)."""
         cfg, plan = self.config, state.plan
         environment.reset_peak_memory(self.device)
         started = time.perf_counter()
-        n_tokens = 0
-        batches = [[state.pending[j] for j in b]
-                   for b in schedule([plan.requests[i] for i in state.pending], cfg.batch_size)]
+        n_tokens, first_answer, warmup_s, n_steady, sizes_seen = 0, None, 0.0, 0, set()
+        order = schedule_order([plan.requests[i] for i in state.pending])
+        batches = Batches([state.pending[j] for j in order], sizer.size)
+        gpu = GpuSpans(self.device)
         progress = _progress(len(state.pending), plan.task.name, cfg.progress and self.dist.is_main)
         try:
             with ThreadPoolExecutor(max_workers=1) as pool:
                 for batch in _prefetched(pool, adapter, plan.requests, batches):
                     batch_requests = [plan.requests[i] for i in batch]
-                    with record_function("mmeval.generate"):
-                        preds = generate_checked(adapter, batch_requests)  # a bad prompt fails its sample
+                    t_batch = time.perf_counter()
+                    n_runs = len(sizer.sizes_run)
+                    with record_function("mmeval.generate"), gpu.span():
+                        # a bad prompt fails its sample; a batch that does not fit is halved
+                        preds = sizer.answer(lambda reqs: generate_checked(adapter, reqs), batch_requests)
+                    batches.size = sizer.size
                     if len(preds) != len(batch):
                         raise RunError(f"model {cfg.model} returned {len(preds)} predictions for {len(batch)} requests")
                     with record_function("mmeval.score_and_log"):
@@ -250,16 +283,26 @@ class Runner:
                         for ref in req.images:
                             ref.release()
                     progress.update(len(batch))
+                    if first_answer is None:
+                        first_answer = environment.process_age_s()
+                    new_sizes = set(sizer.sizes_run[n_runs:]) - sizes_seen
+                    if new_sizes:  # a batch size met for the first time: compiles and captures
+                        sizes_seen |= new_sizes
+                        warmup_s += time.perf_counter() - t_batch
+                    else:
+                        n_steady += len(batch)
         finally:
             progress.close()
             log.close()
-        return Answered(time.perf_counter() - started, len(state.pending), n_tokens)
+        gpu_busy_s = gpu.total_s()
+        return Answered(time.perf_counter() - started, len(state.pending), n_tokens, batch_size=sizer.size,
+                        first_answer_s=first_answer, warmup_s=warmup_s, n_steady=n_steady, gpu_busy_s=gpu_busy_s)
 
     def _gather(self, answered: Answered) -> Answered:
         """Counts summed over ranks (the run's throughput), once every rank has finished answering."""
-        n_samples, n_tokens = self.dist.sum([answered.n_samples, answered.n_tokens])
+        n_samples, n_tokens, n_steady = self.dist.sum([answered.n_samples, answered.n_tokens, answered.n_steady])
         self.dist.barrier()
-        return Answered(answered.wall_s, n_samples, n_tokens)
+        return dataclasses.replace(answered, n_samples=n_samples, n_tokens=n_tokens, n_steady=n_steady)
 
     def _merge(self, state: TaskState, run_dir: Path) -> list[SampleRecord]:
         """Fold per-rank samples logs into the task's one (a no-op for a single process); the
@@ -294,8 +337,13 @@ class Runner:
         return summary
 
     def _timings(self, answered: Answered, resumed: int) -> dict[str, Any]:
-        """The results file's `timings`: answering throughput over all ranks, this process's peak memory."""
+        """The results file's `timings`: answering throughput over all ranks, this process's peak
+        memory; then the batch size answered at, reading the data and loading the model (once per
+        run), the command's time to this task's first answer, warm-up (the first batch at each
+        size) and the throughput without it, and the share of the wall time the GPU had a batch's
+        work in flight (`mmeval.gpu_busy`; None on the CPU)."""
         wall, n_done, n_tokens = answered.wall_s, answered.n_samples, answered.n_tokens
+        steady_wall = wall - answered.warmup_s
         return {
             "wall_s": round(wall, 3),
             "samples_timed": int(n_done),
@@ -304,19 +352,29 @@ class Runner:
             "peak_memory_mb": round(environment.peak_memory_mb(self.device), 1),
             "resumed_samples": resumed,
             "processes": self.dist.world_size,
+            "batch_size": answered.batch_size,
+            "data_s": self.data_s,
+            "load_s": self.load_s,
+            "first_answer_s": None if answered.first_answer_s is None else round(answered.first_answer_s, 3),
+            "warmup_s": round(answered.warmup_s, 3),
+            "steady_samples_per_s": round(answered.n_steady / steady_wall, 3)
+            if answered.n_steady and steady_wall > 0 else None,
+            "gpu_busy_pct": round(100.0 * answered.gpu_busy_s / wall, 1)
+            if answered.gpu_busy_s is not None and wall > 0 else None,
         }
 
 
-def _prefetched(pool: Executor, adapter: Adapter, requests: Sequence[Request],
-                batches: list[list[int]]) -> Iterator[list[int]]:
+def _prefetched(pool: Executor, adapter: Adapter, requests: Sequence[Request], batches: Batches) -> Iterator[list[int]]:
     """Yield each batch (indices into `requests`) once its images are decoded (`adapter.prepare`),
-    with the next batch's decoding already started in `pool`, so the model never waits on images."""
-    ahead = pool.submit(adapter.prepare, [requests[i] for i in batches[0]]) if batches else None
-    for b, batch in enumerate(batches):
+    with the next batch's decoding already started in `pool`, so the model never waits on images.
+    When the batch size changes meanwhile, `generate` prepares what the prefetch did not cover."""
+    nxt = batches.peek()
+    ahead = pool.submit(adapter.prepare, [requests[i] for i in nxt]) if nxt else None
+    while batch := batches.take():
         with record_function("mmeval.wait_images"):
             ahead.result()
-        if b + 1 < len(batches):
-            ahead = pool.submit(adapter.prepare, [requests[i] for i in batches[b + 1]])
+        nxt = batches.peek()
+        ahead = pool.submit(adapter.prepare, [requests[i] for i in nxt]) if nxt else None
         yield batch
 
 

@@ -37,7 +37,7 @@ def parse_tasks(text: str) -> list[str]:
 
 
 def check_run_options(tasks: Sequence[str], task_args: Mapping[str, Mapping[str, str]], limit: int | None,
-                      batch_size: int, device: str, output: Path, run_name: str | None, n_boot: int,
+                      batch_size: int | str, device: str, output: Path, run_name: str | None, n_boot: int,
                       num_processes: int = 1) -> None:
     """Everything about `mmeval run`'s options that can be checked without data or a model."""
     from mmeval.adapter import parse_device
@@ -55,8 +55,8 @@ def check_run_options(tasks: Sequence[str], task_args: Mapping[str, Mapping[str,
     if limit is not None and limit < 1:
         raise OptionError(f"--limit {limit}: expected a positive number of documents per task "
                           "(leave it out to evaluate all)")
-    if batch_size < 1:
-        raise OptionError(f"--batch-size {batch_size}: expected a positive integer")
+    if batch_size != "auto" and batch_size < 1:
+        raise OptionError(f"--batch-size {batch_size}: expected a positive integer or 'auto'")
     check_n_boot(n_boot)
     if num_processes < 1:
         raise OptionError(f"--num-processes {num_processes}: expected a positive integer")

@@ -542,11 +542,15 @@ class VLMamba(nn.Module):
         wfile = d / "model.safetensors"
         if not wfile.is_file():
             raise CheckpointError(f"vl-mamba checkpoint: missing model.safetensors in {d}")
-        sd = load_file(str(wfile))
+        from mmeval.models.mamba.checkpoint import empty_mamba_lm
+
+        # memory-mapped and copied straight to the device; the LM is not randomly initialised first
+        sd = load_file(str(wfile), device=str(device or "cpu"))
         included = bool(raw.get("mm_vision_tower_included")) or any(k.startswith("vision_tower.") for k in sd)
         tower = cls._tower(cfg, vision_tower or cfg.vision_tower, included, device, dtype,
                            allow_random_vision_tower)
-        model = cls(cfg, device=device, dtype=dtype, kernel=kernel, vision_tower=tower)
+        lm = empty_mamba_lm(cfg.mamba_config(), device, dtype, kernel)
+        model = cls(cfg, device=device, dtype=dtype, kernel=kernel, vision_tower=tower, lm=lm)
         model._load_checkpoint_state(sd, included, where=str(wfile))
         if vision_tower:
             model.cfg.vision_tower = vision_tower

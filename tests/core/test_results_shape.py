@@ -20,7 +20,8 @@ RESULTS_KEYS = ["task", "protocol", "n", "n_errors", "metrics", "ci95", "headlin
                 "generation", "timings",
                 "versions", "device", "created", "run"]
 TIMINGS_KEYS = ["wall_s", "samples_timed", "samples_per_s", "tokens_per_s", "peak_memory_mb", "resumed_samples",
-                "processes"]
+                "processes", "batch_size", "data_s", "load_s", "first_answer_s", "warmup_s", "steady_samples_per_s",
+                "gpu_busy_pct"]
 SAMPLE_KEYS = ["doc_id", "prompt", "prediction", "target", "scores", "candidate_probs", "n_tokens", "error"]
 
 
@@ -52,6 +53,12 @@ def test_mock_run_results_samples_and_manifest_shapes(tmp_path):
     assert list(t) == TIMINGS_KEYS
     assert (t["samples_timed"], t["resumed_samples"], t["processes"]) == (18, 0, 1)
     assert type(t["wall_s"]) is float and t["samples_per_s"] > 0 and type(t["peak_memory_mb"]) is float
+    # the CLI's default batch size is auto: on the CPU 8 requests, so 18 pending run as 8 + 8 + 2
+    assert t["batch_size"] == 8 and type(t["load_s"]) is float and type(t["data_s"]) is float
+    assert t["load_s"] >= 0 and t["data_s"] > 0
+    assert type(t["first_answer_s"]) is float and t["first_answer_s"] > 0  # from the process's start
+    assert 0 <= t["warmup_s"] <= t["wall_s"]  # the first batch of 8 and the last of 2 are warm-up
+    assert t["steady_samples_per_s"] > 0 and t["gpu_busy_pct"] is None  # no GPU
     assert isinstance(res["versions"], dict) and "numpy" in res["versions"]
     assert res["device"].startswith("cpu")
     assert dt.datetime.fromisoformat(res["created"]).tzinfo is not None

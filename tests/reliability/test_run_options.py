@@ -73,7 +73,7 @@ def test_batch_size_must_be_positive_before_the_model_loads(data, tmp_path, size
 
     monkeypatch.setattr(MockAdapter, "from_args", classmethod(no_model))
     line = only_error_line(mock_run(data, tmp_path / "out", "pope", "--batch-size", size))
-    assert line == f"error: --batch-size {size}: expected a positive integer"
+    assert line == f"error: --batch-size {size}: expected a positive integer or 'auto'"
 
 
 def test_negative_bootstrap_is_refused(data, tmp_path):
