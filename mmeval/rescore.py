@@ -9,6 +9,8 @@ run uses, so rescoring a run's samples under its protocol gives the run's metric
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +54,15 @@ def prediction_from_json(obj: dict[str, Any]) -> Prediction:
     return prediction_from_record(obj, f"doc_id {obj.get('doc_id')!r}")
 
 
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
 def score_file(task: Task, protocol: str, predictions: Path, data: Path | None, n_boot: int = 1000,
-               seed: int = 0) -> tuple[dict[str, Any], list[SampleRecord]]:
+               seed: int = 0, log: Callable[[str], None] = _stderr) -> tuple[dict[str, Any], list[SampleRecord]]:
     """The summary (with `coverage`: predictions scored / documents) and the scored records of a
-    predictions file; documents without a prediction are left out, not counted as wrong."""
+    predictions file; documents without a prediction are left out, not counted as wrong. The
+    task's `grade` runs after scoring (an LLM judge grades what is pending; `log` gets its line)."""
     docs = load_task_docs(task, protocol, data, None)
     preds = read_predictions(predictions, {d.doc_id for d in docs})
     records = []
@@ -64,6 +71,7 @@ def score_file(task: Task, protocol: str, predictions: Path, data: Path | None, 
         if obj is None:
             continue
         records.append(sample_record(task, protocol, doc, task.request(doc, protocol), prediction_from_json(obj)))
+    records = task.grade(records, {d.doc_id: d for d in docs}, protocol, log)
     summary = summarize(task, protocol, records, n_boot, seed)
     summary["coverage"] = {"predictions": len(records), "docs": len(docs)}
     return summary, records
