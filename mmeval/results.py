@@ -166,19 +166,20 @@ def merge_samples(run_dir: Path, task: str, order: list[str]) -> dict[str, Sampl
 
 # What a task's description (see `mmeval.runner.generation_description`) holds, in the words of a
 # message saying which of them changed.
-_DESCRIBED = {"protocol": "protocol", "task_version": "task version", "generation": "generation config",
-              "task_args": "task options", "data": "data"}
+_DESCRIBED = {"protocol": "a different protocol", "task_version": "a different task version",
+              "generation": "a different generation config", "task_args": "different task options",
+              "data": "different data"}
 
 
 def what_differs(old: dict[str, Any], new: dict[str, Any]) -> str:
-    """'data (folder 1a2b... then, 3c4d... now)': the first described part that changed."""
+    """'different data (folder 1a2b... then, 3c4d... now)': the first described part that changed."""
     for key, words in _DESCRIBED.items():
         if old.get(key) != new.get(key):
             before, now = old.get(key), new.get(key)
             if key == "data" and isinstance(before, dict) and isinstance(now, dict):
                 before, now = f"{before.get('basis')} {before.get('digest')}", f"{now.get('basis')} {now.get('digest')}"
             return f"{words} ({before} then, {now} now)"
-    return "its description"
+    return "a different description"
 
 
 def _model_words(identity: dict[str, Any]) -> str:
@@ -210,7 +211,7 @@ class RunManifest:
         """Refuse a task bound here under another fingerprint, naming what changed."""
         old = self.data.get("tasks", {}).get(task)
         if old is not None and old["fingerprint"] != task_fp:
-            raise RunError(f"{self.path.parent}: task {task} was run here with a different "
+            raise RunError(f"{self.path.parent}: task {task} was run here with "
                            f"{what_differs(old.get('description') or {}, description)}; "
                            "choose another --run-name or --output")
 
@@ -253,7 +254,7 @@ class SamplesIdentity:
                 raise RunError(f"{samples}: answered by model {_model_words(held.get('model') or {})}, not "
                                f"{_model_words(expected['model'])}; choose another --run-name or --output")
             if held.get("task_fingerprint") != expected["task_fingerprint"]:
-                raise RunError(f"{samples}: answered with a different "
+                raise RunError(f"{samples}: answered with "
                                f"{what_differs(held.get('description') or {}, expected['description'])}; "
                                "choose another --run-name or --output")
             return False

@@ -68,7 +68,8 @@ class VSR(Task):
             check_record(row, FIELDS, f"{jsonl}:{idx + 1}")
             name, source = str(row["image"]), f"vsr {idx} ({row['image']})"
             if join_inside(folders[0], name) is None:  # absolute, or climbs out: this sample's error
-                image = ImageRef.failed(source, outside_error(source, str(folders[0] / name), folders))
+                where = list(dict.fromkeys(folders))  # data/images is often jsonl.parent/images
+                image = ImageRef.failed(source, outside_error(source, str(folders[0] / name), where))
             else:
                 path = self._image_path(row, folders, data)
                 if path is None:

@@ -72,7 +72,7 @@ def test_mock_run_results_samples_and_manifest_shapes(tmp_path):
     assert list(description) == ["task", "protocol", "task_version", "generation", "task_args", "data"]
     assert description["generation"] == res["generation"] and description["task_args"] == {}
     assert list(description["data"]) == ["basis", "digest", "files"]
-    assert description["data"]["basis"] == "folder" and len(description["data"]["digest"]) == 16
+    assert description["data"]["basis"] == "provenance" and len(description["data"]["digest"]) == 16
     assert description["data"]["files"] == 1  # the one parquet file
 
     # beside the samples file: the model and task fingerprints its lines were answered under

@@ -92,7 +92,8 @@ def test_parquet_cell_paths_never_resolve_against_the_working_directory(tmp_path
     assert r.exit_code == 3, r.output
     by_id = samples(tmp_path / "out", "pope")
     first, second, third = (by_id[f"{rows[i]['category']}/{rows[i]['question_id']}"] for i in range(3))
-    assert "in-cwd.png" in first["error"] and "no data folder to resolve the path in" in first["error"]
+    # resolved in the data folder (where it is not), never in the working directory (where it is)
+    assert f"{data / 'pope' / 'in-cwd.png'}" in first["error"] and str(cwd) not in first["error"]
     assert str(outside) in second["error"]
     assert third["error"] is None
 

@@ -17,8 +17,7 @@ from PIL import Image
 
 from mmeval.cli import main
 from mmeval.errors import MMEvalError
-from mmeval.metrics.judge import (CircuitBreaker, JudgeClient, JudgeUnavailable, chat_url, judge_from_options,
-                                  redact_url)
+from mmeval.metrics.judge import CircuitBreaker, JudgeClient, JudgeUnavailable, chat_url, judge_from_options, redact_url
 from tasks.mmvet import MMVet
 from tests.fake_judge import fake_endpoint, refused_endpoint, stalled_endpoint
 
@@ -112,9 +111,9 @@ def test_a_judge_that_never_answers_costs_seconds_and_loses_nothing(mmvet_data, 
 
     # later: `mmeval score` grades the saved answers with a judge that answers
     with fake_endpoint(grader) as (good, seen):
-        s = CliRunner().invoke(main, ["score", "--task", "mmvet", "--predictions", str(out / "r" / "mmvet.samples.jsonl"),
-                                      "--data", str(mmvet_data), "--bootstrap", "0", "--task-args",
-                                      f"judge_url={good},judge_cache={cache}"])
+        s = CliRunner().invoke(main, ["score", "--task", "mmvet", "--predictions",
+                                      str(out / "r" / "mmvet.samples.jsonl"), "--data", str(mmvet_data),
+                                      "--bootstrap", "0", "--task-args", f"judge_url={good},judge_cache={cache}"])
         assert s.exit_code == 0, s.output
         assert len(seen) == N
         assert f"mmvet: graded {N} samples" in s.output

@@ -93,7 +93,7 @@ def test_other_data_into_a_fixed_run_name_stops_with_one_line(tmp_path):
     assert run(tmp_path / "a", out, "--run-name", "fixed").exit_code == 0
     before = (out / "fixed" / "pope.samples.jsonl").read_bytes()
     line = one_error_line(run(tmp_path / "b", out, "--run-name", "fixed"))
-    assert "task pope was run here with a different data (folder " in line and "--run-name" in line
+    assert "task pope was run here with different data (provenance " in line and "--run-name" in line
     assert (out / "fixed" / "pope.samples.jsonl").read_bytes() == before  # nothing read back, nothing appended
     # the same data again resumes (the fingerprint is stable)
     r = run(tmp_path / "a", out, "--run-name", "fixed")
@@ -119,7 +119,7 @@ def test_a_parquet_rewritten_in_place_with_its_old_mtime_is_read_again(tmp_path)
     st = path.stat()
     Pope.write_layout(tmp_path / "data" / "pope", flipped(rows))
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert "a different data" in one_error_line(run(tmp_path / "data", out, "--run-name", "fixed"))
+    assert "with different data" in one_error_line(run(tmp_path / "data", out, "--run-name", "fixed"))
 
 
 # --------------------------------------------------------------------------- probe: run.json deleted
@@ -163,18 +163,23 @@ def test_a_changed_task_description_names_what_changed(pope_data, tmp_path):
 # --------------------------------------------------------------------------- what the data identity covers
 def test_data_identity_follows_content_not_place(tmp_path):
     rows = pope_rows()
-    for name in ("a", "b"):
-        Pope.write_layout(tmp_path / name / "pope", rows)
-    ids = {}
-    for name in ("a", "b"):
+    for name in ("a", "b", "c"):
+        Pope.write_layout(tmp_path / name / "pope", rows if name != "c" else flipped(rows))
+
+    def identity(name: str, provenance: bool = True):
         task = get_task("pope")
         docs = task.load_docs(tmp_path / name / "pope")
-        ids[name] = data_identity(task, tmp_path / name / "pope", docs)
-    assert ids["a"] == ids["b"] and ids["a"].basis == "folder" and ids["a"].files == 1  # same bytes elsewhere
-    extra = tmp_path / "b" / "pope" / "notes.txt"
-    extra.write_text("x")
-    task = get_task("pope")
-    assert data_identity(task, tmp_path / "b" / "pope", task.load_docs(tmp_path / "b" / "pope")) != ids["a"]
+        if not provenance:
+            task.data_source = None  # a task that records none: the folder is digested
+        return data_identity(task, tmp_path / name / "pope", docs)
+
+    a, b, c = identity("a"), identity("b"), identity("c")
+    assert a.basis == "provenance" and a.files == 1  # the parquet file the task read
+    assert a == b and a != c  # the same bytes elsewhere are the same data; other labels are not
+    (tmp_path / "b" / "pope" / "notes.txt").write_text("x")
+    assert identity("b") == a  # a file the task does not read is not its data
+    fa, fb = identity("a", provenance=False), identity("b", provenance=False)
+    assert fa.basis == "folder" and fa.files == 1 and fb.files == 2 and fa != fb  # the folder counts everything
 
 
 def test_folder_entries_hash_annotations_and_count_images_by_name_and_size(tmp_path):
