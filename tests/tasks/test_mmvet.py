@@ -50,7 +50,9 @@ PREDS = ["It says 42.", "Maybe 7?", "A red and a blue car"]
 
 
 def scored(task, docs, protocol="llava"):
-    return [sample_record(task, protocol, d, task.request(d, protocol), Prediction(text=t)) for d, t in zip(docs, PREDS)]
+    """Sample records as the runner writes them (PREDS in order, one per doc)."""
+    return [sample_record(task, protocol, d, task.request(d, protocol), Prediction(text=t))
+            for d, t in zip(docs, PREDS[:len(docs)], strict=True)]
 
 
 @pytest.mark.parametrize("layout", ["parquet", "official"])
