@@ -118,9 +118,12 @@ def documents_digest(docs: Sequence[Doc], root: Path | None, hash_bytes: bool) -
     files; by content when `hash_bytes`, else by length, for images held as bytes)."""
     h = hashlib.sha256()
     for d in docs:
-        images = [_image_entry(ref, root, hash_bytes) for ref in d.images]
-        h.update(json.dumps([d.doc_id, d.fields, d.target, images], sort_keys=True, ensure_ascii=False,
-                            default=_stable).encode())
+        item = [d.doc_id, d.fields, d.target, [_image_entry(ref, root, hash_bytes) for ref in d.images]]
+        try:
+            text = json.dumps(item, sort_keys=True, ensure_ascii=False, default=_stable)
+        except TypeError:  # a dict with keys of mixed types: the loader's order is deterministic too
+            text = json.dumps(item, ensure_ascii=False, default=_stable)
+        h.update(text.encode())
         h.update(b"\n")
     return h.hexdigest()[:16]
 

@@ -300,12 +300,22 @@ def _positive(options: Mapping[str, str], name: str, default: float, kind: type 
     return value
 
 
-def check_judge_limits(options: Mapping[str, str]) -> None:
-    """Fail at once (not after answering) on a judge_timeout, judge_deadline or judge_max_failures
-    that is not a positive number."""
+def _check_url(url: str) -> None:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise JudgeError(f"judge URL {redact_url(url)}: expected http(s)://host[:port]/path, e.g. http://localhost:8000/v1")
+
+
+def check_judge_options(options: Mapping[str, str], env: Mapping[str, str] | None = None) -> None:
+    """Fail at once (not after answering) on a judge URL that is not http(s), or a judge_timeout,
+    judge_deadline or judge_max_failures that is not a positive number."""
+    env = os.environ if env is None else env
     _positive(options, "judge_timeout", DEFAULT_TIMEOUT_S)
     _positive(options, "judge_deadline", DEFAULT_DEADLINE_S)
     _positive(options, "judge_max_failures", DEFAULT_MAX_FAILURES, int)
+    url = options.get("judge_url") or env.get("MMEVAL_JUDGE_URL")
+    if url:
+        _check_url(url)
 
 
 def judge_from_options(options: Mapping[str, str], default_model: str | None = None,
@@ -320,6 +330,7 @@ def judge_from_options(options: Mapping[str, str], default_model: str | None = N
     url = options.get("judge_url") or env.get("MMEVAL_JUDGE_URL")
     if not url:
         return None
+    _check_url(url)
     model = options.get("judge_model") or env.get("MMEVAL_JUDGE_MODEL") or default_model
     if not model:
         raise JudgeError("a judge endpoint is set but no model: pass --task-args judge_model=NAME "
@@ -519,7 +530,7 @@ class JudgedTask:
     def __init__(self, **options: str) -> None:
         judge, rest = split_judge_options(options)
         super().__init__(**rest)
-        check_judge_limits(judge)
+        check_judge_options(judge)
         self.judge_options = judge
         self._judges: dict[str, JudgeClient | None] = {}
 

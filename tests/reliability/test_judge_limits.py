@@ -233,3 +233,12 @@ def test_bad_judge_limits_are_one_line_before_any_answer(mmvet_data, tmp_path, o
     assert r.exit_code == 2 and r.output.strip().splitlines()[-1].startswith(f"error: task option {name}=")
     assert not (tmp_path / "out").exists()
     assert judge_from_options({"judge_url": "http://h/v1", "judge_timeout": "2.5"}, "m").timeout == 2.5
+    with pytest.raises(MMEvalError, match=r"judge URL ftp://\*\*\*@h/v1\?k=\*\*\*: expected http\(s\)://"):
+        judge_from_options({"judge_url": "ftp://user:pw@h/v1?k=secret"}, "m")
+
+
+def test_a_bad_judge_url_stops_before_any_answer(mmvet_data, tmp_path):
+    r = run_mmvet(mmvet_data, tmp_path / "out", "mmvet.judge_url=localhost:8000/v1?key=secret-value")
+    assert r.exit_code == 2 and not (tmp_path / "out").exists()
+    line = r.output.strip().splitlines()[-1]
+    assert line.startswith("error: judge URL localhost:8000/v1?key=***: expected http(s)://") and "secret" not in line
