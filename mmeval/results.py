@@ -6,13 +6,14 @@ option or data out of an old run, and fingerprints.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from mmeval.errors import RunError
 from mmeval.types import SampleRecord
@@ -24,11 +25,19 @@ def fingerprint(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(blob).hexdigest()[:length]
 
 
-def write_json_atomic(path: Path, obj: Any, indent: int | None = 2, newline: bool = True) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over the target: a reader
-    (or a crash) sees the old file or the new one, never half of one. `indent=None`: compact (large
-    files such as a test-server submission); `newline=False`: no final newline (byte for byte what
-    `json.dump` writes, as other harnesses' converters do)."""
+# Text written into JSON strings with ensure_ascii=False may hold a lone surrogate (an invalid code point
+# read from a data file's JSON escape); "backslashreplace" writes it as \udXXX, which inside a JSON string is
+# the same escape again: the line stays valid UTF-8 and JSON and reads back as it was.
+JSON_SAFE = "backslashreplace"
+
+
+@contextlib.contextmanager
+def atomic_text(path: Path) -> Iterator[TextIO]:
+    """A text file whose content replaces `path` when the block ends without an error: written to a
+    temporary file in the same folder, fsynced, then renamed over the target, so a reader (or a
+    crash) sees the old file or the new one, never half of one. A write that fails (a full disk, a
+    read-only folder, a file where the folder should be) is one RunError naming the file; the old
+    file is untouched and no temporary file is left."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -37,10 +46,8 @@ def write_json_atomic(path: Path, obj: Any, indent: int | None = 2, newline: boo
         raise RunError(f"{path}: cannot write ({'a file is where its folder should be' if blocked else exc.strerror})"
                        ) from exc
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=indent, sort_keys=False, default=str)
-            if newline:
-                fh.write("\n")
+        with os.fdopen(fd, "w", encoding="utf-8", errors=JSON_SAFE) as fh:
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -52,10 +59,14 @@ def write_json_atomic(path: Path, obj: Any, indent: int | None = 2, newline: boo
         raise
 
 
-# Text written into JSON strings with ensure_ascii=False may hold a lone surrogate (an invalid code point
-# read from a data file's JSON escape); "backslashreplace" writes it as \udXXX, which inside a JSON string is
-# the same escape again: the line stays valid UTF-8 and JSON and reads back as it was.
-JSON_SAFE = "backslashreplace"
+def write_json_atomic(path: Path, obj: Any, indent: int | None = 2, newline: bool = True) -> None:
+    """Write JSON atomically (`atomic_text`). `indent=None`: compact (large files such as a
+    test-server submission); `newline=False`: no final newline (byte for byte what `json.dump`
+    writes, as other harnesses' converters do)."""
+    with atomic_text(path) as fh:
+        json.dump(obj, fh, indent=indent, sort_keys=False, default=str)
+        if newline:
+            fh.write("\n")
 
 
 class SamplesLog:
@@ -137,19 +148,9 @@ def write_samples(run_dir: Path, task: str, records: dict[str, SampleRecord], or
     """Replace `<task>.samples.jsonl` by `records` in document order (others after), atomically."""
     position = {d: i for i, d in enumerate(order)}
     ordered = sorted(records.values(), key=lambda r: (position.get(r.doc_id, len(order)), r.doc_id))
-    target = run_dir / f"{task}.samples.jsonl"
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors=JSON_SAFE) as fh:
-            for rec in ordered:
-                fh.write(json.dumps(rec.to_json(), ensure_ascii=False, default=str) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_text(run_dir / f"{task}.samples.jsonl") as fh:
+        for rec in ordered:
+            fh.write(json.dumps(rec.to_json(), ensure_ascii=False, default=str) + "\n")
 
 
 def merge_samples(run_dir: Path, task: str, order: list[str]) -> dict[str, SampleRecord]:
