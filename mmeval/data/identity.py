@@ -46,7 +46,7 @@ class DataIdentity:
 
 
 def _digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def folder_entries(root: Path) -> list[list[Any]]:
@@ -119,10 +119,10 @@ def documents_digest(docs: Sequence[Doc], root: Path | None, hash_bytes: bool) -
     h = hashlib.sha256()
     for d in docs:
         item = [d.doc_id, d.fields, d.target, [_image_entry(ref, root, hash_bytes) for ref in d.images]]
-        try:
-            text = json.dumps(item, sort_keys=True, ensure_ascii=False, default=_stable)
+        try:  # ASCII escapes: text with an invalid code point (a lone surrogate) hashes too
+            text = json.dumps(item, sort_keys=True, default=_stable)
         except TypeError:  # a dict with keys of mixed types: the loader's order is deterministic too
-            text = json.dumps(item, ensure_ascii=False, default=_stable)
+            text = json.dumps(item, default=_stable)
         h.update(text.encode())
         h.update(b"\n")
     return h.hexdigest()[:16]

@@ -209,6 +209,7 @@ def test_documents_digest_sees_labels_fields_and_image_bytes():
     assert base != documents_digest(docs(target="no"), None, hash_bytes=True)
     assert base != documents_digest(docs(question="q2"), None, hash_bytes=True)
     assert base != documents_digest(docs(data=b"img2"), None, hash_bytes=True)
+    assert base != documents_digest(docs(question="\ud800"), None, hash_bytes=True)  # an invalid code point hashes
     # with the files hashed elsewhere (a local folder), image bytes count by length only
     assert documents_digest(docs(data=b"abc"), Path("/d"), hash_bytes=False) == \
         documents_digest(docs(data=b"xyz"), Path("/d"), hash_bytes=False)
