@@ -151,7 +151,8 @@ def main() -> None:
                    "on the CPU 8.")
 @click.option("--device", default="cpu", show_default=True, help="cpu | cuda | cuda:N")
 @click.option("--output", type=click.Path(path_type=Path), default=Path("results/runs"), show_default=True)
-@click.option("--run-name", default=None, help="Run folder name (default: model name + a hash of model and protocol).")
+@click.option("--run-name", default=None,
+              help="Run folder name (default: model name + a hash of the model and each task's inputs, data included).")
 @click.option("--task-args", default="", help="TASK.OPTION=VALUE,... e.g. mmvet.judge_model=gpt-4-0613")
 @click.option("--bootstrap", type=int, default=1000, show_default=True,
               help="Bootstrap resamples for 95% CIs (0: none).")

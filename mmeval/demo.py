@@ -118,7 +118,8 @@ def main() -> None:
     runs = {}
     for model, ckpt in ckpts.items():
         cfg = demo_config(model, seed)
-        out = cache / "runs" / f"{model}-{cfg.key()}"
+        # -r2: run folders since each task's samples carry an identity record; older ones are not resumed
+        out = cache / "runs" / f"{model}-{cfg.key()}-r2"
         args = ",".join(f"{k}={v}" for k, v in model_args(model, ckpt).items())
         _mmeval("run", "--model", model, "--model-args", args, "--tasks", ",".join(TASKS), "--data", str(data),
                 "--task-args", "vqav2.split=val", "--output", str(out), "--run-name", f"demo-{model}",

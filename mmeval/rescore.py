@@ -14,6 +14,7 @@ documents (ignored), and documents without a prediction (left out of the metrics
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -74,12 +75,17 @@ def prediction_from_json(obj: dict[str, Any]) -> Prediction:
     return prediction_from_record(obj, f"doc_id {obj.get('doc_id')!r}")
 
 
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
 def score_file(task: Task, protocol: str, predictions: Path | Sequence[Path], data: Path | None, n_boot: int = 1000,
                seed: int = 0, metadata: Path | None = None,
-               log: Callable[[str], None] = print) -> tuple[dict[str, Any], list[SampleRecord]]:
+               log: Callable[[str], None] = _stderr) -> tuple[dict[str, Any], list[SampleRecord]]:
     """The summary (with `coverage`: predictions scored / documents) and the scored records of one or
     more predictions files; documents without a prediction are left out, not counted as wrong
-    (`mmeval score` says so), predictions for questions outside the task are ignored (`log` says so)."""
+    (`mmeval score` says so), predictions for questions outside the task are ignored (`log` says so).
+    The task's `grade` runs after scoring (an LLM judge grades what is pending; `log` gets its line)."""
     paths = [predictions] if isinstance(predictions, (str, Path)) else list(predictions)
     docs = load_task_docs(task, protocol, data, None)
     preds, _ = read_predictions(task, docs, paths, protocol, metadata, log)
@@ -89,6 +95,7 @@ def score_file(task: Task, protocol: str, predictions: Path | Sequence[Path], da
         if obj is None:
             continue
         records.append(sample_record(task, protocol, doc, task.request(doc, protocol), prediction_from_json(obj)))
+    records = task.grade(records, {d.doc_id: d for d in docs}, protocol, log)
     summary = summarize(task, protocol, records, n_boot, seed)
     summary["coverage"] = {"predictions": len(records), "docs": len(docs)}
     return summary, records

@@ -49,7 +49,7 @@ def summarize(task: Task, protocol: str, records: Sequence[SampleRecord], n_boot
         "task": task.name, "protocol": protocol, "n": len(scored), "n_errors": len(records) - len(scored),
         "metrics": metrics, "ci95": {k: [float(lo), float(hi)] for k, (lo, hi) in ci.items()},
         "headline": task.headline(protocol),
-        "task_args": dict(task.options),
+        "task_args": task.recorded_options(),  # judge keys and URL secrets redacted
         # what the documents were read from (None: the task does not record it)
         "data": task.data_source.to_json() if task.data_source is not None else None,
     }

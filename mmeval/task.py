@@ -14,7 +14,7 @@ Metrics are in the units the papers print: percentages for rates, raw scores for
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -23,7 +23,7 @@ from mmeval.bootstrap import Units
 from mmeval.data.external_ids import Mapper, default_doc_id_map
 from mmeval.data.provenance import DataSource
 from mmeval.errors import UnknownNameError
-from mmeval.types import Doc, Prediction, Request
+from mmeval.types import Doc, Prediction, Request, SampleRecord
 
 PROTOCOLS = ("llava", "prismatic", "lmms-eval")
 
@@ -120,6 +120,27 @@ class Task(abc.ABC):
         """Which answer to score when a file holds several per question (vlm-evaluation's TextVQA:
         "ocr" / "no_ocr"); None: the task has no variants."""
         return None
+
+    def grade(self, records: Sequence[SampleRecord], docs: Mapping[str, Doc], protocol: str,
+              log: Callable[[str], None]) -> list[SampleRecord]:
+        """Grading that needs more than the prediction (an LLM judge), after every answer is on disk:
+        the runner calls it between merging and reporting, `mmeval score` after scoring. Returns the
+        records, graded ones replaced; a task whose `score` is complete returns them as they are."""
+        return list(records)
+
+    def image_roots(self) -> tuple[Path, ...]:
+        """Folders besides --data that images may come from because the user named them (an
+        `images=DIR` task option); a path from a data file anywhere else fails its sample."""
+        return ()
+
+    def recorded_options(self) -> dict[str, str]:
+        """The --task-args as results files record them (tasks holding secrets redact them)."""
+        return dict(self.options)
+
+    def identity_options(self) -> dict[str, str]:
+        """The --task-args that change what the model is asked or how its answers are scored before
+        grading: part of the run fingerprint (a judge endpoint is not: grading comes after)."""
+        return dict(self.options)
 
     def finalize(self, records: Sequence[Any], out_dir: Path, protocol: str) -> dict[str, Any]:
         """Optional extra outputs after a run (e.g. a submission file for a test server).

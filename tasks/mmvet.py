@@ -15,11 +15,14 @@ Sources (split `test`):
   and the `images/` folder.
 
 Grading needs an OpenAI-compatible chat-completions endpoint: task options
-`--task-args judge_url=...,judge_model=...[,judge_key=...,judge_cache=DIR]` or the environment
-(MMEVAL_JUDGE_URL, MMEVAL_JUDGE_MODEL, MMEVAL_JUDGE_KEY or OPENAI_API_KEY, MMEVAL_CACHE). Every
-response is cached on disk, keyed by the request, so regrading costs nothing. Without an endpoint
-the run still saves predictions: each sample scores {"pending": 1, "correct": 0}, aggregate gives
-no metrics, and `mmeval score` grades later.
+`--task-args judge_url=...,judge_model=...[,judge_key=...,judge_cache=DIR,judge_timeout=S,
+judge_deadline=S,judge_max_failures=N]` or the environment (MMEVAL_JUDGE_URL, MMEVAL_JUDGE_MODEL,
+MMEVAL_JUDGE_KEY or OPENAI_API_KEY, MMEVAL_CACHE). Every response is cached on disk, keyed by the
+request, so regrading costs nothing. `score` never calls the judge: each sample scores
+{"pending": 1, "correct": 0} and is saved with its prediction; `grade` (called by the runner once
+every answer is on disk, and by `mmeval score`) grades the pending ones within the judge's limits
+(`mmeval.metrics.judge.grade_pending`). What it could not grade (no endpoint, or the judge stopped
+answering) stays pending, aggregate gives no metrics, and `mmeval score` grades later.
 
 Protocols:
 - `llava`: the question as the prompt, no suffix (llava-mm-vet.jsonl's text as it is when the data
@@ -36,18 +39,26 @@ Headline: total.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mmeval.data.containment import join_inside, outside_error
 from mmeval.data.external_ids import Mapper, by_doc_id, has_llava_ids
 from mmeval.data.predictions import LLAVA
 from mmeval.data.sources import folder_source, has_parquet, image_ref, read_json, read_lmms_lab_with_source
 from mmeval.data.writers import write_json, write_parquet
 from mmeval.errors import DataError
-from mmeval.metrics.judge import MMVET_CAPABILITIES, JudgedTask, JudgeError, grade_mmvet, mmvet_aggregate
+from mmeval.metrics.judge import (
+    MMVET_CAPABILITIES,
+    JudgeClient,
+    JudgedTask,
+    grade_mmvet,
+    grade_pending,
+    mmvet_aggregate,
+)
 from mmeval.task import Task
-from mmeval.types import Doc, GenerationConfig, Prediction, Request
+from mmeval.types import Doc, GenerationConfig, ImageRef, Prediction, Request, SampleRecord
 from tasks._common.llava import LLAVA_BUNDLE, missing_annotation, read_llava_questions
 from tasks._common.outputs import record_field, record_scores, write_result_file
 
@@ -97,7 +108,7 @@ class MMVet(JudgedTask, Task):
                 raise DataError(f"{data}: no MM-Vet data (expected LLaVA's {LLAVA_QUESTIONS} + mm-vet.json, lmms-lab "
                                 "parquet files, or mm-vet.json + images/)")
         rows, self.data_source = read_lmms_lab_with_source(self.hub_id, self.name, data, COLUMNS, self.split)
-        return [self._doc(str(row["question_id"]), row, image_ref(row["image"], f"mmvet {row['question_id']}"))
+        return [self._doc(str(row["question_id"]), row, image_ref(row["image"], f"mmvet {row['question_id']}", data))
                 for row in rows]
 
     def _load_official(self, root: Path) -> list[Doc]:
@@ -107,7 +118,12 @@ class MMVet(JudgedTask, Task):
             raise DataError(f"{root}: missing images/ folder (MM-Vet images next to mm-vet.json)")
         docs = []
         for qid, item in meta.items():
-            path = images / item["imagename"]
+            path = join_inside(images, str(item["imagename"]))
+            if path is None:  # a name that climbs out of images/: that sample's error
+                source = f"mmvet {qid}"
+                docs.append(self._doc(qid, item, ImageRef.failed(
+                    source, outside_error(source, str(images / str(item["imagename"])), [images]))))
+                continue
             if not path.is_file():
                 raise DataError(f"{path}: missing (image of MM-Vet {qid})")
             docs.append(self._doc(qid, item, image_ref(str(path), f"mmvet {qid}")))
@@ -171,19 +187,25 @@ class MMVet(JudgedTask, Task):
                        generation=GenerationConfig(max_new_tokens=1024))
 
     def score(self, doc: Doc, prediction: Prediction, protocol: str) -> dict[str, Any]:
+        """Pending until `grade`: the answer is saved before any judge is asked."""
         self.check_protocol(protocol)
-        out: dict[str, Any] = {"capability": list(doc.fields["capability"])}
+        return {"capability": list(doc.fields["capability"]), "pending": 1, "correct": 0.0}
+
+    def grade(self, records: Sequence[SampleRecord], docs: Mapping[str, Doc], protocol: str,
+              log: Callable[[str], None]) -> list[SampleRecord]:
+        """The pending records graded by the judge (none configured: returned as they are)."""
+        self.check_protocol(protocol)
         judge = self.judge(protocol)
         if judge is None:
-            out.update(pending=1, correct=0.0)
-            return out
-        try:
-            score, content = grade_mmvet(judge, doc.fields["question"], doc.target, prediction.text, STYLE[protocol])
-        except JudgeError as exc:
-            out.update(pending=1, correct=0.0, judge_error=str(exc))
-            return out
-        out.update(pending=0, score=score, correct=score, judge=content, judge_model=judge.model)
-        return out
+            return list(records)
+        style = STYLE[protocol]
+
+        def grade_one(client: JudgeClient, rec: SampleRecord) -> dict[str, Any]:
+            doc = docs[rec.doc_id]
+            score, content = grade_mmvet(client, doc.fields["question"], doc.target, rec.prediction, style)
+            return {"pending": 0, "score": score, "correct": score, "judge": content, "judge_model": client.model}
+
+        return grade_pending(records, grade_one, judge, self.name, log)
 
     def aggregate(self, scores: Sequence[dict[str, Any]], protocol: str) -> dict[str, float]:
         self.check_protocol(protocol)
@@ -205,8 +227,9 @@ class MMVet(JudgedTask, Task):
             notes["mmvet_results_file"] = str(out)
         pending = sum(1 for r in records if record_scores(r).get("pending"))
         if pending:
-            notes["note"] = (f"MM-Vet grading pending for {pending} of {len(records)} samples: no judge endpoint "
-                             "answered; run `mmeval score` with --task-args judge_url=...,judge_model=... "
+            why = "no judge endpoint is set" if self.judge(protocol) is None else "the judge did not grade them"
+            notes["note"] = (f"MM-Vet grading pending for {pending} of {len(records)} samples: {why}; run "
+                             "`mmeval score` with --task-args judge_url=...,judge_model=... "
                              "(or MMEVAL_JUDGE_URL / MMEVAL_JUDGE_MODEL) to grade them")
         return notes
 

@@ -2,12 +2,15 @@
 (only when online), or official raw files; plus the checks that name what is missing.
 
 Parquet is read through `datasets` with image columns left encoded, so images are decoded lazily
-(and in a prefetch thread) rather than all at load time.
+(and in a prefetch thread) rather than all at load time. Its cache is keyed on the files' content
+(sha256), not their modification times: a file rewritten in place is read again. Image paths
+from data files stay inside the data folder (`mmeval.data.containment`).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -15,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmeval.data.provenance import DataSource
+from mmeval.data.containment import join_inside, outside_error
+from mmeval.data.provenance import DataSource, file_sha256
 from mmeval.errors import DataError
 from mmeval.types import ImageRef
 
@@ -282,8 +286,13 @@ def read_parquet_dir(directory: Path, required: Sequence[str], split: str | None
         n_rows, decode = n_rows + rows, decode | set(to_decode)
     if n_rows == 0:
         raise DataError(f"{directory}: the parquet files hold no rows ({', '.join(p.name for p in files)})")
+    # `datasets` keys its cache on paths and mtimes: a file rewritten in place with its old mtime
+    # would be served from the cache with its old rows. A config name from the content keys it on
+    # what the files hold (the digests are shared with the run's data fingerprint).
+    content = hashlib.sha256("".join(f"{p.name}\0{file_sha256(p)}\n" for p in files).encode()).hexdigest()
     try:
-        ds = datasets.load_dataset("parquet", data_files=[str(p) for p in files], split="train")
+        ds = datasets.load_dataset("parquet", data_files=[str(p) for p in files], split="train",
+                                   name=f"sha256-{content[:16]}")
     except Exception as exc:
         raise DataError(f"{directory}: cannot read parquet files: {type(exc).__name__}: {exc}") from exc
     return _undecoded(_decoded(ds, sorted(decode)))
@@ -385,24 +394,38 @@ def folder_source(layout: str, version: str, split: str, root: Path, files: Iter
                                  questions=questions, questions_per_split=questions_per_split)
 
 
+def _path_ref(name: str, source: str, root: Path | None) -> ImageRef:
+    """An image named by a data file: inside `root`, else an ImageRef that fails naming the path."""
+    if root is None:
+        return ImageRef.failed(source, f"image path {name} of {source}: the cell has no image bytes and there is "
+                                       "no data folder to resolve the path in")
+    path = join_inside(root, name)
+    return ImageRef(source=source, path=str(path)) if path is not None else \
+        ImageRef.failed(source, outside_error(source, str(root / name), [root]))
+
+
 def image_ref(cell: Any, source: str, root: Path | None = None) -> ImageRef:
-    """An ImageRef from a parquet image cell ({'bytes','path'}), raw bytes, base64 text or a path."""
+    """An ImageRef from a parquet image cell ({'bytes','path'}), raw bytes, base64 text or a path.
+
+    A path from a cell resolves inside `root` (the data folder), never against the working
+    directory; one that climbs out, is absolute, or comes without a `root` fails that sample. A
+    plain string without `root` is a path the task itself built."""
     if isinstance(cell, dict):
         if cell.get("bytes"):
             return ImageRef(source=source, data=cell["bytes"])
         if cell.get("path"):
-            path = Path(cell["path"])
-            return ImageRef(source=source, path=str(root / path if root and not path.is_absolute() else path))
+            return _path_ref(str(cell["path"]), source, root)
         return ImageRef(source=source)
     if isinstance(cell, (bytes, bytearray)):
         return ImageRef(source=source, data=bytes(cell))
     if isinstance(cell, str):
-        if root is not None and _exists(root / cell):
-            return ImageRef(source=source, path=str(root / cell))
+        inside = join_inside(root, cell) if root is not None else None
+        if inside is not None and _exists(inside):
+            return ImageRef(source=source, path=str(inside))
         try:
             return ImageRef(source=source, data=base64.b64decode(cell, validate=True))
         except Exception:
-            return ImageRef(source=source, path=str(root / cell) if root else cell)
+            return _path_ref(cell, source, root) if root is not None else ImageRef(source=source, path=cell)
     return ImageRef(source=source)
 
 

@@ -1,7 +1,7 @@
 """The Task contract, for every registered task under every protocol it declares: its example data
 (`Task.write_example`, generated rows in a real layout) -> load_docs -> request -> the mock model's
-answers (candidate probabilities where the protocol asks for them) -> score -> summarize (aggregate
-and bootstrap). A new task module is tested here the moment it exists; one without example data
+answers (candidate probabilities where the protocol asks for them) -> score -> grade (the step after
+every answer is saved: an LLM judge) -> summarize (aggregate and bootstrap). A new task module is tested here the moment it exists; one without example data
 fails, saying what to add.
 
 Judged tasks get a local fake judge (tests/fake_judge.py) whose replies are a hash of the request.
@@ -102,6 +102,14 @@ def score_records(task: Task, protocol: str, docs: list[Doc], requests: list[Req
     return records
 
 
+def grade(task: Task, protocol: str, docs: list[Doc], records: list) -> list:
+    """The runner's grade step (`Task.grade`): the same documents back, in order."""
+    graded = task.grade(records, {d.doc_id: d for d in docs}, protocol, lambda line: None)
+    assert [r.doc_id for r in graded] == [r.doc_id for r in records], \
+        f"task {task.name} ({protocol}): grade() must return one record per record, in order"
+    return graded
+
+
 def check_summary(task: Task, protocol: str, summary: dict[str, Any]) -> None:
     where = f"task {task.name} ({protocol})"
     metrics, ci = summary["metrics"], summary["ci95"]
@@ -140,6 +148,7 @@ def run_contract(name: str, protocol: str, data: Path, judge: dict[str, str], tm
     predictions = MockAdapter().generate(requests)
     assert len(predictions) == len(requests)
     records = score_records(task, protocol, docs, requests, predictions)
+    records = grade(task, protocol, docs, records)
     summary = summarize(task, protocol, records, n_boot=N_BOOT, seed=0)
     assert summary["n"] == len(docs) and summary["n_errors"] == 0
     check_summary(task, protocol, summary)

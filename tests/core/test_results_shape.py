@@ -76,8 +76,21 @@ def test_mock_run_results_samples_and_manifest_shapes(tmp_path):
     assert manifest["model"] == res["model"]
     assert list(manifest["tasks"]["pope"]) == ["fingerprint", "description"]
     description = manifest["tasks"]["pope"]["description"]
-    assert list(description) == ["task", "protocol", "task_version", "generation"]
-    assert description["generation"] == res["generation"]
+    assert list(description) == ["task", "protocol", "task_version", "generation", "task_args", "data"]
+    assert description["generation"] == res["generation"] and description["task_args"] == {}
+    assert list(description["data"]) == ["basis", "digest", "files"]
+    assert description["data"]["basis"] == "provenance" and len(description["data"]["digest"]) == 16
+    assert description["data"]["files"] == 1  # the one parquet file
+
+    # beside the samples file: the model and task fingerprints its lines were answered under
+    ident = json.loads((run_dir / "pope.samples.identity.json").read_text())
+    assert list(ident) == ["task", "model_fingerprint", "task_fingerprint", "model", "description"]
+    assert ident["model_fingerprint"] == manifest["model_fingerprint"] and ident["model"] == manifest["model"]
+    assert ident["task_fingerprint"] == manifest["tasks"]["pope"]["fingerprint"]
+    assert ident["description"] == description
+    assert sorted(p.name for p in run_dir.iterdir()) == [".lock", "pope.json", "pope.samples.identity.json",
+                                                         "pope.samples.jsonl", "run.json"]
+    assert (run_dir / ".lock").read_text() == ""  # released: no holder named
 
 
 class Noted(Task):

@@ -182,7 +182,9 @@ FULL_DISK = ["simulated"] + (["tmpfs"] if can_mount() else [])
 def test_full_disk_mid_run_is_one_line_and_the_run_resumes(data, reference, tmp_path, monkeypatch, disk):
     out = tmp_path / "disk"
     if disk == "tmpfs":
-        with tmpfs(out, "12k"):  # run.json takes a page; the samples file gets two pages (~27 of 60 lines)
+        # run.json, the samples identity record and the lock file take a page each; the samples file gets
+        # two pages (~27 of 60 lines)
+        with tmpfs(out, "20k"):
             r = mock_run(data, out, "pope", "--batch-size", "4")
             line = last_error_line(r)
             on_disk = next(out.rglob("pope.samples.jsonl")).read_bytes()

@@ -13,6 +13,7 @@ import pytest
 
 from mmeval.data.sources import task_data_dir
 from mmeval.errors import DataError
+from mmeval.scoring import sample_record
 from mmeval.types import Prediction
 from tasks.mmvet import LLAVA_QUESTIONS, MMVet
 from tests.fake_judge import fake_endpoint
@@ -65,7 +66,10 @@ def test_bundle_prompts_and_grading(tmp_path):
     grades = iter(["1.0", "0.5", "0.0"])
     with fake_endpoint(lambda body: next(grades)) as (url, seen):
         graded = MMVet(judge_url=url, judge_model="fake-grader", judge_cache=str(tmp_path / "cache"))
-        scores = [graded.score(d, Prediction(text=f"answer {i}"), "llava") for i, d in enumerate(docs)]
+        records = [sample_record(graded, "llava", d, graded.request(d, "llava"), Prediction(text=f"answer {i}"))
+                   for i, d in enumerate(docs)]
+        records = graded.grade(records, {d.doc_id: d for d in docs}, "llava", lambda m: None)  # the judge asked here
+        scores = [r.scores for r in records]
         assert "What is d in the last equation? | 1.25=5/4 | answer 1 |" in seen[1]["messages"][0]["content"]
     m = graded.aggregate(scores, "llava")
     # MM-Vet's grader: total = sum of scores / n; a capability over the samples that have it
