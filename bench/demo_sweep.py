@@ -5,7 +5,7 @@ sweep prints one table: each task's headline beside its chance level, per varian
     python bench/demo_sweep.py --variants vlm-base,cobra-base --device cuda --out sweep.json
     python bench/demo_sweep.py --list
 
-This is how the shipped demo models' settings were chosen (docs/demo-models.md). A variant is a
+This is how the shipped demo models' settings were chosen (docs/performance.md, docs/quickstart.md). A variant is a
 family plus `DemoConfig` overrides (`VARIANTS`); `--set name:key=value` adds one on the fly.
 """
 from __future__ import annotations
