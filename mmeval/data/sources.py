@@ -8,9 +8,10 @@ Parquet is read through `datasets` with image columns left encoded, so images ar
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,23 @@ def _undecoded(ds):
     return ds
 
 
+@contextlib.contextmanager
+def quiet_datasets() -> Iterator[None]:
+    """`datasets` prints a "Generating train split" progress bar for every parquet read and logs at
+    WARNING about its cache: the run shows its own progress. Restored on exit."""
+    import datasets
+
+    was_disabled, level = datasets.are_progress_bars_disabled(), datasets.logging.get_verbosity()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        datasets.logging.set_verbosity(level)
+        if not was_disabled:
+            datasets.enable_progress_bars()
+
+
 def read_parquet_dir(directory: Path, required: Sequence[str], split: str | None = None):
     """Rows of a local parquet folder as a `datasets.Dataset`, after checking the columns."""
     import datasets
@@ -91,7 +109,8 @@ def read_parquet_dir(directory: Path, required: Sequence[str], split: str | None
         raise DataError(f"{directory}: no .parquet files found (expected the lmms-lab layout, "
                         f"e.g. data/{split or 'test'}-00000-of-00001.parquet)")
     try:
-        ds = datasets.load_dataset("parquet", data_files=[str(p) for p in files], split="train")
+        with quiet_datasets():
+            ds = datasets.load_dataset("parquet", data_files=[str(p) for p in files], split="train")
     except Exception as exc:
         raise DataError(f"{directory}: cannot read parquet files: {type(exc).__name__}: {exc}") from exc
     check_columns(ds.column_names, required, f"{files[0]}")
@@ -114,7 +133,8 @@ def read_hub(hub_id: str | Sequence[str], split: str, required: Sequence[str], t
     failures = []
     for hid in ids:
         try:
-            ds = datasets.load_dataset(hid, config, split=split)
+            with quiet_datasets():
+                ds = datasets.load_dataset(hid, config, split=split)
         except Exception as exc:
             failures.append(f"{hid}: {type(exc).__name__}")
             continue
