@@ -172,9 +172,10 @@ class CobraDemo(DemoSpec):
         """cobra+3b from the hub (han1997/cobra) and its two timm towers, through huggingface_hub (its
         cache is reused); nothing is asked of the network in offline mode (HF_HUB_OFFLINE)."""
         from mmeval.models.cobra import HF_HUB_REPO, MODEL_PRESETS
+        from mmeval.models.mamba.checkpoint import hub_offline
         from mmeval.models.vision_timm import VISION_BACKBONES
 
-        if str(os.environ.get("HF_HUB_OFFLINE", "")).strip().upper() in ("1", "ON", "YES", "TRUE"):
+        if hub_offline():
             return None, "offline mode (HF_HUB_OFFLINE) is set"
         try:
             import timm
