@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_WORK = Path(".cache/mmeval-demo-train")
+WORK_MARK = ".mmeval-demo-train"  # what lets a run empty the folder
 COMMAND = "make demo-train REPLACE=1"
 
 
@@ -77,8 +78,11 @@ def retrain(work: Path, log: Callable[[str], None] = print, argv: list[str] | No
     from mmeval.synth.demo_models import KEY_FILE, demo_config, demo_families, train_demo_models
 
     if work.exists():
+        if any(work.iterdir()) and not (work / WORK_MARK).is_file():
+            raise SystemExit(f"demo-train: {work} is not empty and not a demo-train work folder; give another --work")
         shutil.rmtree(work)
     work.mkdir(parents=True)
+    (work / WORK_MARK).write_text("a make demo-train work folder: emptied by the next run\n")
     budget = demo_models.DEMO_BUDGET
     cfgs = [demo_config(m, budget=budget) for m in demo_families()]
     threads = 1 if budget.device == "cpu" else None

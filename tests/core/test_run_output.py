@@ -52,13 +52,12 @@ def test_default_output_one_bar_per_task_no_third_party_lines_table_on_stdout(sy
     assert others[0].startswith("run directory: ") and len(others) == 1 + len(TASKS), others  # + one line per task
 
 
-def test_quiet_shows_only_the_table_and_errors(synth_data, tmp_path, pope_data):
+def test_quiet_shows_only_the_table_and_errors(synth_data, tmp_path):
     r = _run(synth_data, tmp_path / "runs", "--quiet")
     assert r.exit_code == 0 and r.stderr == ""
     assert _table_rows(r.stdout) == list(TASKS)
 
     from tasks.pope import Pope
-
     from tests.conftest import pope_rows
 
     broken = tmp_path / "broken"

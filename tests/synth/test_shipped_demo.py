@@ -187,3 +187,11 @@ def test_make_demo_train_reproduces_the_shipped_weights(tmp_path):
     assert demo_train.same_machine_kind(recorded, demo_train.machine()), (
         f"the shipped weights were trained on {recorded}; this machine is {demo_train.machine()}")
     assert demo_train.main(["--work", str(tmp_path / "work")]) == 0
+
+
+def test_demo_train_never_empties_a_folder_it_did_not_make(tmp_path, monkeypatch):
+    monkeypatch.setattr(demo_models, "train_demo_models", lambda *a, **k: pytest.fail("trained"))
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit, match="is not empty and not a demo-train work folder"):
+        demo_train.retrain(tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
