@@ -1,9 +1,17 @@
-"""Write a POPE-shaped dataset in lmms-lab's parquet layout (N COCO-sized JPEGs x Q questions),
-for timing `mmeval run` end to end, e.g. on 1 vs 2 GPUs:
+"""Write a POPE-shaped dataset in lmms-lab's parquet layout (N COCO-sized JPEGs x Q questions, the
+images of `mmeval bench`'s POPE-shaped workload), plus the word-level tokenizer the bench gives
+random-weight models, for timing the user's command, `mmeval run`, against the bench:
 
-    python bench/pope_parquet.py --out /tmp/popebench --images 100
-    mmeval run --model cobra --model-args random_init=1,dtype=bfloat16 --tasks pope --data /tmp/popebench --device cuda
-    mmeval run ... --num-processes 2
+    python bench/pope_parquet.py --out /tmp/pb                  # 500 images x 18 questions
+    mmeval run --model cobra --model-args random_init=1,dtype=bfloat16,tokenizer=/tmp/pb/tokenizer \\
+        --tasks pope --protocol prismatic --data /tmp/pb --device cuda --bootstrap 0 --no-progress
+    (the same with --model vl-mamba; --num-processes 2 for two GPUs)
+
+Compare the results file's `timings` with the bench's "pope prismatic batched" line of the same
+model (both: next-token probabilities of Yes/No, no decoding; with random weights the llava
+protocol would decode to its 128-token cap, since no EOS comes): `samples_per_s` (answering,
+warm-up included), `steady_samples_per_s` (without the first batch at each size), `batch_size`
+(auto's choice), `first_answer_s` (from the command's start: imports, `data_s`, `load_s`, warm-up).
 """
 from __future__ import annotations
 
@@ -20,7 +28,7 @@ from tasks.pope import Pope  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
-    ap.add_argument("--images", type=int, default=100)
+    ap.add_argument("--images", type=int, default=500)
     ap.add_argument("--questions", type=int, default=18)
     a = ap.parse_args()
     rows = []
@@ -30,6 +38,10 @@ def main() -> None:
                          "answer": "yes" if (i + q) % 2 else "no", "image_source": f"bench_{i:06d}", "image": data,
                          "category": ("random", "popular", "adversarial")[q % 3]})
     print(Pope.write_layout(Path(a.out) / "pope", rows))
+    from mmeval.models.cobra import build_tiny_tokenizer
+
+    build_tiny_tokenizer().save_pretrained(str(Path(a.out) / "tokenizer"))
+    print(Path(a.out) / "tokenizer")
 
 
 if __name__ == "__main__":

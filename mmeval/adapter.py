@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
-from mmeval.errors import ModelArgsError, UnknownNameError
+from mmeval.errors import ModelArgsError, OptionError, UnknownNameError
 from mmeval.types import Prediction, Request
 
 
@@ -77,6 +79,10 @@ class Adapter(abc.ABC):
     def close(self) -> None:
         """Release memory held by the model (optional)."""
 
+    def free_memory(self) -> None:
+        """Drop what the adapter can rebuild (cached image states, captured CUDA graphs); the runner
+        calls it after a batch ran out of GPU memory, before answering its halves (optional)."""
+
     @classmethod
     def check_args(cls, args: dict[str, str]) -> None:
         unknown = [k for k in args if k not in cls.options]
@@ -100,7 +106,7 @@ def parse_dtype(value: str, option: str = "dtype"):
     return getattr(torch, name)
 
 
-def parse_flag(value: str | None, default: bool = False) -> bool:
+def parse_flag(value: str | None, default: bool = False, option: str = "flag") -> bool:
     """A boolean from a --model-args string (1/0, true/false, yes/no, on/off; empty: default)."""
     if value is None or value == "":
         return default
@@ -109,7 +115,58 @@ def parse_flag(value: str | None, default: bool = False) -> bool:
         return True
     if s in ("0", "false", "no", "off"):
         return False
-    raise ModelArgsError(f"expected a boolean (1/0/true/false), got {value!r}")
+    raise ModelArgsError(f"--model-args {option}={value}: expected a boolean (1/0/true/false)")
+
+
+def parse_int(value: str | None, option: str, default: int = 0, minimum: int | None = None) -> int:
+    """An integer from a --model-args string (empty: default); anything else names the option."""
+    if value is None or str(value).strip() == "":
+        return default
+    try:
+        out = int(str(value).strip())
+    except ValueError:
+        raise ModelArgsError(f"--model-args {option}={value}: expected an integer") from None
+    if minimum is not None and out < minimum:
+        raise ModelArgsError(f"--model-args {option}={value}: expected an integer >= {minimum}")
+    return out
+
+
+def parse_float(value: str | None, option: str, default: float = 0.0, minimum: float | None = None) -> float:
+    """A finite number from a --model-args string (empty: default); anything else names the option."""
+    if value is None or str(value).strip() == "":
+        return default
+    try:
+        out = float(str(value).strip())
+    except ValueError:
+        out = math.nan
+    if not math.isfinite(out) or (minimum is not None and out < minimum):
+        bound = f" >= {minimum:g}" if minimum is not None else ""
+        raise ModelArgsError(f"--model-args {option}={value}: expected a finite number{bound}")
+    return out
+
+
+_DEVICE = re.compile(r"(cpu|cuda(:\d+)?)")
+
+
+def parse_device(value: str, option: str = "--device", also: tuple[str, ...] = ()) -> str:
+    """`cpu`, `cuda` or `cuda:N` (or one of `also`, e.g. torch's `meta` device for building a model
+    without memory), checked against the GPUs torch sees (a missing GPU is one line here, before any
+    model is built, not a CUDA error from inside the model)."""
+    s = str(value).strip().lower()
+    if s in also:
+        return s
+    if not _DEVICE.fullmatch(s):
+        raise OptionError(f"{option} {value}: expected cpu, cuda or cuda:N{''.join(f' or {a}' for a in also)}")
+    if s.startswith("cuda"):
+        import torch
+
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(s.split(":")[1]) if ":" in s else 0
+        if n == 0:
+            raise OptionError(f"{option} {value}: torch sees no CUDA GPU on this machine; use --device cpu")
+        if index >= n:
+            raise OptionError(f"{option} {value}: torch sees {n} CUDA GPU(s) (cuda:0 to cuda:{n - 1})")
+    return s
 
 
 @dataclass(frozen=True)
@@ -130,13 +187,16 @@ class CommonModelArgs:
     def parse(cls, args: dict[str, str], device: str = "cpu") -> "CommonModelArgs":
         import torch
 
-        dev = torch.device(args.get("device") or device or "cpu")
+        asked = args.get("device")
+        dev = torch.device(parse_device(asked, "--model-args device", also=("meta",)) if asked else device or "cpu")
         on_gpu = dev.type == "cuda"
         return cls(device=dev, dtype=parse_dtype(args.get("dtype") or ("bfloat16" if on_gpu else "float32")),
-                   tiny=parse_flag(args.get("tiny")), random_init=parse_flag(args.get("random_init")),
-                   prefix_cache=parse_flag(args.get("prefix_cache"), True),
-                   cuda_graphs=parse_flag(args.get("cuda_graphs"), on_gpu),  # graphs on by default on CUDA
-                   kernel=args.get("kernel") or "auto", seed=int(args.get("seed") or 0),
+                   tiny=parse_flag(args.get("tiny"), option="tiny"),
+                   random_init=parse_flag(args.get("random_init"), option="random_init"),
+                   prefix_cache=parse_flag(args.get("prefix_cache"), True, option="prefix_cache"),
+                   # graphs on by default on CUDA
+                   cuda_graphs=parse_flag(args.get("cuda_graphs"), on_gpu, option="cuda_graphs"),
+                   kernel=args.get("kernel") or "auto", seed=parse_int(args.get("seed"), "seed"),
                    checkpoint=args.get("checkpoint") or None)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import sys
 import warnings
@@ -36,6 +37,20 @@ def parse_task_args(text: str | None) -> dict[str, dict[str, str]]:
     return out
 
 
+def parse_batch_size(text: str | int) -> int | str:
+    """`--batch-size`: a whole number, or `auto` (the largest batch that fits on CUDA; a CPU default
+    on the CPU: `mmeval.batching`). Its range is checked with the other options
+    (`mmeval.validation.check_run_options`)."""
+    value = str(text).strip().lower()
+    if value == "auto":
+        return "auto"
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"expected a whole number or 'auto', got {text!r}",
+                                 param_hint="--batch-size") from None
+
+
 # Commands owned by other modules: name -> (module, attribute). Imported when named (or listed by
 # --help); a module that fails to import is an error naming it, never a command that goes missing.
 MODULE_COMMANDS = {
@@ -47,8 +62,22 @@ MODULE_COMMANDS = {
 }
 
 
+# A disk that fills up or a folder that turns read-only is the machine, not the input: still one line.
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+class OneLineUsageError(click.ClickException):
+    """A usage error (an option click could not parse) shown as one line, like the harness's own."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
 class MMEvalGroup(click.Group):
-    """Turns the harness's own errors into one line on stderr and exit code 2; loads MODULE_COMMANDS."""
+    """Turns the harness's own errors and click's usage errors into one line on stderr and exit code 2;
+    loads MODULE_COMMANDS."""
 
     def main(self, *args, **kwargs):
         try:  # around main, not invoke: --help imports the module commands too
@@ -56,6 +85,20 @@ class MMEvalGroup(click.Group):
         except MMEvalError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except OSError as exc:
+            if exc.errno not in DISK_ERRNOS:
+                raise
+            click.echo(f"error: {exc.filename}: {exc.strerror}" if exc.filename else f"error: a write failed: "
+                       f"{exc.strerror}", err=True)
+            sys.exit(2)
+
+    def make_context(self, *args, **kwargs):
+        with _one_line_usage_errors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx):
+        with _one_line_usage_errors():  # a sub-command's options are parsed in here
+            return super().invoke(ctx)
 
     def list_commands(self, ctx):
         return sorted({*super().list_commands(ctx), *MODULE_COMMANDS})
@@ -71,6 +114,17 @@ class MMEvalGroup(click.Group):
         if not isinstance(command, click.Command):
             raise PluginImportError(f"module {module} has no click command '{attr}' (for `mmeval {name}`)")
         return command
+
+
+@contextlib.contextmanager
+def _one_line_usage_errors():
+    try:
+        yield
+    except click.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `mmeval` alone prints its help
+            raise
+        where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        raise OneLineUsageError(" ".join(exc.format_message().split()) + where) from None
 
 
 @click.group(cls=MMEvalGroup)
@@ -93,10 +147,14 @@ def main() -> None:
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="Local data: a folder with one sub-folder per task, or one task's folder. Default: the hub.")
 @click.option("--limit", type=int, default=None, help="Evaluate only the first N documents of each task.")
-@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--batch-size", default="auto", show_default=True,
+              callback=lambda ctx, param, value: parse_batch_size(value),
+              help="Requests per batch, or auto: on CUDA the largest that fits (measured on the first batch), "
+                   "on the CPU 8.")
 @click.option("--device", default="cpu", show_default=True, help="cpu | cuda | cuda:N")
 @click.option("--output", type=click.Path(path_type=Path), default=Path("results/runs"), show_default=True)
-@click.option("--run-name", default=None, help="Run folder name (default: model name + a hash of model and protocol).")
+@click.option("--run-name", default=None,
+              help="Run folder name (default: model name + a hash of the model and each task's inputs, data included).")
 @click.option("--task-args", default="", help="TASK.OPTION=VALUE,... e.g. mmvet.judge_model=gpt-4-0613")
 @click.option("--bootstrap", type=int, default=1000, show_default=True,
               help="Bootstrap resamples for 95% CIs (0: none).")
@@ -124,12 +182,16 @@ def run(model, model_args, tasks, protocol, data, limit, batch_size, device, out
       (the same: torchrun --nproc-per-node 2 -m mmeval run --model cobra --tasks pope --device cuda)
     """
     from mmeval.runner import RunConfig, Runner
+    from mmeval.validation import check_run_options, parse_tasks
 
+    # every option that needs no data is checked before torchrun, the demo model or any model starts
+    task_names, task_options = parse_tasks(tasks), parse_task_args(task_args)
+    check_run_options(task_names, task_options, limit, batch_size, device, output, run_name, bootstrap, num_processes)
     if num_processes > 1:
         sys.exit(relaunch_with_torchrun(num_processes))
 
-    config = RunConfig(model=model, tasks=[t.strip() for t in tasks.split(",") if t.strip()],
-                       model_args=parse_kv(model_args, "--model-args"), task_args=parse_task_args(task_args),
+    config = RunConfig(model=model, tasks=task_names,
+                       model_args=parse_kv(model_args, "--model-args"), task_args=task_options,
                        protocol=protocol, data=data, limit=limit, batch_size=batch_size, device=device,
                        output=output, run_name=run_name, n_boot=bootstrap, progress=not (no_progress or quiet))
     from mmeval.synth.defaults import apply_embedded_default
@@ -216,31 +278,63 @@ def format_summary(results: dict) -> str:
     return tabulate(rows, headers=["task", "protocol", "metric", "value", "95% CI", "n", "errors"])
 
 
+def parse_score_task_args(text: str | None, task: str) -> dict[str, str]:
+    """`score`'s --task-args: the syntax of `run` (`vqav2.split=val`) or the bare option (`split=val`);
+    a prefix naming another task is an error."""
+    out: dict[str, str] = {}
+    for key, value in parse_kv(text, "--task-args").items():
+        if "." in key:
+            prefix, key = key.split(".", 1)
+            if prefix != task:
+                raise click.BadParameter(f"{prefix}.{key}={value} is an option of task {prefix}, and this command "
+                                         f"scores {task} (write {task}.{key}=... or {key}=...)",
+                                         param_hint="--task-args")
+        out[key] = value
+    return out
+
+
 @main.command()
 @click.option("--task", required=True, help="Task name.")
-@click.option("--predictions", required=True, type=click.Path(path_type=Path),
-              help='JSONL of {"doc_id": ..., "prediction": ...} (a run\'s samples file works).')
+@click.option("--predictions", required=True, multiple=True, type=click.Path(path_type=Path),
+              help="Predictions file; repeat for several (e.g. one per rank). Formats, told from the content: "
+                   'mmeval JSONL ({"doc_id": ..., "prediction": ...}; a run\'s samples file), LLaVA-1.5 answer files, '
+                   "lmms-eval --log_samples files, vlm-evaluation results+rank-N.json or metrics.json.")
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="Local data folder (default: the hub).")
 @click.option("--protocol", default=None, help="Protocol to score under (default: the task's default).")
-@click.option("--task-args", default="", help="OPTION=VALUE,... for the task (e.g. judge_url=...).")
-@click.option("--output", type=click.Path(path_type=Path), default=None, help="Write the results JSON here too.")
+@click.option("--task-args", default="", help="TASK.OPTION=VALUE,... as for run (e.g. vqav2.split=val); "
+                                               "OPTION=VALUE works too.")
+@click.option("--metadata", type=click.Path(path_type=Path), default=None,
+              help="vlm-evaluation's dataset metadata (datasets/pope/metadata-full.json): POPE results name "
+                   "questions by a hash, this file maps it to split and question id.")
+@click.option("--output", type=click.Path(path_type=Path), default=None,
+              help="Write the results JSON here too (a folder: FOLDER/<task>.json).")
 @click.option("--bootstrap", type=int, default=1000, show_default=True)
-def score(task, predictions, data, protocol, task_args, output, bootstrap):
+def score(task, predictions, data, protocol, task_args, metadata, output, bootstrap):
     """Score saved predictions without a model (rescoring, or another system's outputs).
 
     \b
     Example:
       mmeval score --task pope --predictions results/runs/mock_1a2b/pope.samples.jsonl --data data/ --protocol lmms-eval
+      mmeval score --task pope --predictions eval/pope/answers/llava-v1.5-13b.jsonl --data eval/ --protocol llava
+      mmeval score --task vqav2 --task-args vqav2.split=val --protocol lmms-eval \\
+        --predictions 20250101_120000_samples_vqav2_val.jsonl --data data/
     """
     from mmeval.registry import check_protocol_name, get_task
     from mmeval.rescore import score_file
     from mmeval.results import write_json_atomic
+    from mmeval.validation import check_n_boot, check_output_file, coverage_line
 
-    t = get_task(task, **parse_kv(task_args, "--task-args"))
+    check_n_boot(bootstrap)
+    t = get_task(task, **parse_score_task_args(task_args, task))
+    target = check_output_file(output, task) if output else None  # before anything is computed
     proto = t.check_protocol(check_protocol_name(protocol)) if protocol else t.default_protocol
-    summary, _ = score_file(t, proto, predictions, data, n_boot=bootstrap)
-    if output:
-        write_json_atomic(output, summary)
+    summary, _ = score_file(t, proto, list(predictions), data, n_boot=bootstrap, metadata=metadata,
+                            log=lambda m: click.echo(m, err=True))
+    if target is not None:
+        write_json_atomic(target, summary)
+    warning = coverage_line(task, summary["coverage"]["predictions"], summary["coverage"]["docs"])
+    if warning:
+        click.echo(warning, err=True)
     click.echo(format_summary({task: summary}))
     click.echo(json.dumps(summary["metrics"], indent=1))
 

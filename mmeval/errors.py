@@ -21,8 +21,12 @@ class RunError(MMEvalError):
     """A run directory that cannot be resumed or written as asked."""
 
 
-class ModelArgsError(MMEvalError):
-    """--model-args that do not fit together or name an unknown value."""
+class OptionError(MMEvalError):
+    """A command-line option out of range, of the wrong type, or naming something that is not there."""
+
+
+class ModelArgsError(OptionError):
+    """--model-args that do not fit together, name an unknown value or have the wrong type."""
 
 
 class PluginImportError(MMEvalError):

@@ -30,7 +30,8 @@ def summarize(task: Task, protocol: str, records: Sequence[SampleRecord], n_boot
     """Metrics, their bootstrap 95% intervals, and the counts, from scored sample records.
 
     Errored records are counted in `n_errors` and left out of everything else. Intervals cover the
-    task's `ci_metrics` (all metrics when it names none); `n_boot=0` skips them.
+    task's `ci_metrics` (all metrics when it names none) and resample the task's `bootstrap_units`;
+    `n_boot=0` skips them.
     """
     scored = [r for r in records if r.error is None]
     scores = [r.scores for r in scored]
@@ -41,12 +42,14 @@ def summarize(task: Task, protocol: str, records: Sequence[SampleRecord], n_boot
         m = task.aggregate(sample, protocol)
         return {k: v for k, v in m.items() if wanted is None or k in wanted}
 
-    ci = bootstrap_ci(scores, statistic, n_boot=n_boot, seed=seed) if scores and n_boot > 0 else {}
+    ci = {}
+    if scores and n_boot > 0:
+        ci = bootstrap_ci(scores, statistic, n_boot=n_boot, seed=seed, units=task.bootstrap_units(scores, protocol))
     return {
         "task": task.name, "protocol": protocol, "n": len(scored), "n_errors": len(records) - len(scored),
         "metrics": metrics, "ci95": {k: [float(lo), float(hi)] for k, (lo, hi) in ci.items()},
         "headline": task.headline(protocol),
-        "task_args": dict(task.options),
+        "task_args": task.recorded_options(),  # judge keys and URL secrets redacted
         # what the documents were read from (None: the task does not record it)
         "data": task.data_source.to_json() if task.data_source is not None else None,
     }

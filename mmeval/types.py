@@ -33,6 +33,14 @@ class ImageRef:
     _key: str | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    @classmethod
+    def failed(cls, source: str, reason: str) -> ImageRef:
+        """An image known to be unusable before it is read (e.g. a path outside the data folder):
+        loading it raises ImageError(reason), so its sample fails and the others run."""
+        ref = cls(source=source)
+        ref._error = reason
+        return ref
+
     def load(self):
         """Return the image as an RGB PIL image, or raise ImageError naming the source."""
         from PIL import Image

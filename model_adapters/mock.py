@@ -11,7 +11,7 @@ import hashlib
 import time
 from typing import Any, Sequence
 
-from mmeval.adapter import Adapter, LmmsEvalName
+from mmeval.adapter import Adapter, LmmsEvalName, parse_float, parse_int
 from mmeval.types import ImageError, Prediction, Request
 
 ANSWERS = ("Yes", "No", "Yes, there is.", "No, there is not.", "A", "B", "C", "2", "red", "True", "False")
@@ -33,7 +33,8 @@ class MockAdapter(Adapter):
     def from_args(cls, args: dict[str, str], device: str = "cpu") -> "MockAdapter":
         cls.check_args(args)
         answers = tuple(args["answers"].split("|")) if "answers" in args else ANSWERS
-        return cls(seed=int(args.get("seed", 0)), answers=answers, delay=float(args.get("delay", 0)))
+        return cls(seed=parse_int(args.get("seed"), "seed"), answers=answers,
+                   delay=parse_float(args.get("delay"), "delay", minimum=0.0))
 
     def _digest(self, request: Request) -> bytes:
         h = hashlib.sha256(f"{self.seed}\0{request.prompt}".encode())

@@ -10,7 +10,10 @@ in-memory tokenizer, and `random_init=1` the full-size model with random weights
     mmeval run --model vl-mamba --model-args random_init=1,dtype=bfloat16 ...
 
 Prompt template, image placement and the BOS/EOS choice: `PROMPT_TEMPLATE_DOC` in
-`mmeval/models/vl_mamba.py`; inference and finetuning use the same template (`chat_template`).
+`mmeval/models/vl_mamba.py`; inference and finetuning use the same template (`chat_template`), with
+the image where the model's `image_position` says (`llava`, LLaVA-1.5's place after "USER: ", the
+default; `first`, before the whole text prompt as the paper's Eq. 7 reads). A checkpoint records
+its position and is evaluated with it unless `image_position=` says otherwise.
 Inference runs through `VLMRuntime` (`MambaVLMAdapter`).
 
 The family is declared here in full: the adapter, its finetune spec and recipes (`VLMambaFinetune`),
@@ -29,48 +32,107 @@ import torch
 from mmeval.adapter import CommonModelArgs, LmmsEvalName
 from mmeval.errors import ModelArgsError
 from mmeval.finetune.specs import ModelSpec, load_tokenizer_dir, to_device, write_meta
+from mmeval.models.vl_mamba import llm_choices_help
 from mmeval.models.vlm_adapter import Loaded, MambaVLMAdapter
 from mmeval.synth.demo_models import DemoSpec
 
 AXES = ("encoder", "mmc", "scan", "llm")  # the paper's ablation axes
+IMAGE_PLACEMENT = {  # what each image_position means, for the identity
+    "llava": "after 'USER: ' of the first turn (LLaVA-1.5's; the paper states no position)",
+    "first": "before the whole text prompt, after the BOS (the paper's Eq. 7)",
+}
 
 
 # ---- training -------------------------------------------------------------------------------
-# The paper (arXiv 2403.13600, Sec. 4 "Implementation details") trains like LLaVA-1.5 in two stages --
-# (1) vision-language alignment on LLaVA's 558K LAION/CC/SBU caption set, vision encoder and Mamba LLM
-# frozen, only the multimodal connector (MMC) trained, 1 epoch, lr 1e-3, global batch 256;
-# (2) instruction tuning on LLaVA-v1.5 mix665k, vision encoder frozen, MMC + LLM trained, 1 epoch,
-# lr 2e-5, global batch 128; both AdamW, cosine schedule, warmup ratio 0.03. The values not given
-# by the paper are LLaVA-1.5's scripts, which VL-Mamba's training follows:
-#   haotian-liu/LLaVA scripts/v1_5/pretrain.sh: num_train_epochs 1, global batch 256 (16 per device x
-#       4 accumulation x 4 GPUs in that version of the script; 32 x 8 in the original), learning_rate 1e-3,
-#       weight_decay 0., warmup_ratio 0.03, lr_scheduler_type cosine, model_max_length 2048,
-#       --version plain (caption-only "plain" template), --tune_mm_mlp_adapter True (projector only);
-#   scripts/v1_5/finetune.sh: num_train_epochs 1, 16 per device x 8 GPUs = 128, learning_rate 2e-5,
-#       weight_decay 0., warmup_ratio 0.03, cosine, model_max_length 2048, --version v1 (Vicuna-v1
-#       chat template), --group_by_modality_length True.
-#   HF Trainer defaults used by LLaVA: AdamW betas (0.9, 0.999), eps 1e-8, max_grad_norm 1.0, warmup
-#   steps = ceil(ratio * total steps).
-_LLAVA = "LLaVA-1.5 scripts/v1_5/{pretrain,finetune}.sh; VL-Mamba arXiv 2403.13600 Sec. 4"
+# The VL-Mamba paper (arXiv 2403.13600) names the data -- LLaVA's 558K captions for pretraining and
+# LLaVA-v1.5 mix665k for instruction tuning (the PT/IT columns of its main table) -- and states no
+# learning rate, batch size, epochs, schedule, prompt or image position. Every number below is
+# therefore LLaVA-1.5's, not the paper's: haotian-liu/LLaVA `scripts/v1_5/pretrain.sh` (align) and
+# `scripts/v1_5/finetune.sh` (instruct) at main c121f04 (both unchanged since ecb5984, 2023-10-10),
+# plus the Hugging Face Trainer defaults those scripts leave in place. Both scripts run on one 8-GPU
+# node (LLaVA's README: "8 A100 GPUs"; global batch = per device x accumulation x GPUs):
+#   pretrain.sh: 32 per device x 1 accumulation x 8 = 256, lr 1e-3, 1 epoch, wd 0., warmup_ratio 0.03,
+#       cosine, model_max_length 2048, --version plain, --tune_mm_mlp_adapter True, --bf16 True,
+#       --dataloader_num_workers 4 (other per-device/accumulation splits, e.g. 16 x 4 on 4 GPUs, exist only
+#       on pull-request branches, never on main);
+#   finetune.sh: 16 per device x 1 x 8 = 128, lr 2e-5, 1 epoch, wd 0., warmup_ratio 0.03, cosine,
+#       model_max_length 2048, --version v1, --group_by_modality_length True, projector + LLM trained.
+# `_sources` says field by field where each value comes from; `mmeval finetune --print-recipe`
+# prints it. Not carried by the recipe (model/runner settings): --image_aspect_ratio pad and
+# --mm_vision_select_layer -2 (VLMambaConfig), deepspeed ZeRO-2/3, tf32, gradient checkpointing.
+_LLAVA_COMMIT = "haotian-liu/LLaVA main c121f04, unchanged since ecb5984"
+_PRETRAIN, _FINETUNE = "LLaVA-1.5 scripts/v1_5/pretrain.sh", "LLaVA-1.5 scripts/v1_5/finetune.sh"
+_HF = "Hugging Face Trainer default"
+
+
+def _source(script: str, data: str) -> str:
+    return (f"{script} ({_LLAVA_COMMIT}) and {_HF}s; not the VL-Mamba paper (arXiv 2403.13600), which gives "
+            f"only the data ({data})")
+
+
+def _sources(script: str, stage: str) -> dict[str, str]:
+    """Where each field of the VL-Mamba `stage` preset comes from (`script`: pretrain.sh or finetune.sh)."""
+    align = stage == "align"
+    per_device = 32 if align else 16
+    return {
+        "dataset": f"VL-Mamba paper main table ({'PT 558K' if align else 'IT 665K'}) = {script} --data_path",
+        "trainable": f"{script}: " + ("--tune_mm_mlp_adapter True (projector only)" if align else
+                                      "projector + LLM (freeze_backbone False; clip_encoder.py freezes the tower)"),
+        "template": f"{script} --version " + ("plain" if align else "v1 (here: VL-Mamba's chat template, "
+                                                                  "mmeval/models/vl_mamba.py)"),
+        "epochs": f"{script} --num_train_epochs 1",
+        "global_batch_size": f"{script}: {per_device} per device x 1 accumulation x 8 GPUs (LLaVA README: "
+                             f"global batch {per_device * 8})",
+        "per_device_batch_size": f"{script} --per_device_train_batch_size {per_device}",
+        "learning_rate": f"{script} --learning_rate {'1e-3' if align else '2e-5'}",
+        "weight_decay": f"{script} --weight_decay 0.",
+        "decay_1d": "ours, inert at weight_decay 0 (the HF Trainer would exempt biases and LayerNorm weights)",
+        "adam_beta1": f"{_HF} (adam_beta1 0.9)",
+        "adam_beta2": f"{_HF} (adam_beta2 0.999)",
+        "adam_eps": f"{_HF} (adam_epsilon 1e-8)",
+        "max_grad_norm": f"{_HF} (max_grad_norm 1.0)",
+        "lr_scheduler": f"{script} --lr_scheduler_type cosine (HF: linear warmup, then cosine to 0)",
+        "warmup_ratio": f"{script} --warmup_ratio 0.03",
+        "warmup_rounding": f"{_HF} (warmup steps = ceil(warmup_ratio x total steps))",
+        "max_length": f"{script} --model_max_length 2048",
+        "group_by_modality_length": (f"{script} leaves it unset (LLaVA TrainingArguments default False)" if align
+                                     else f"{script} --group_by_modality_length True"),
+        "seed": f"{_HF} (seed 42)",
+        "num_workers": f"{script} --dataloader_num_workers 4",
+        "mixed_precision": f"{script} --bf16 True",
+    }
+
+
 RECIPES: dict[str, dict[str, Any]] = {
     "align": dict(
         dataset="LLaVA-Pretrain blip_laion_cc_sbu_558k.json (558K)", trainable=("projector",), template="plain",
         epochs=1, global_batch_size=256, per_device_batch_size=32, learning_rate=1e-3, weight_decay=0.0,
         decay_1d=True, max_grad_norm=1.0, warmup_ratio=0.03, warmup_rounding="ceil", max_length=2048,
-        group_by_modality_length=False, source=_LLAVA),
+        group_by_modality_length=False, seed=42, num_workers=4, mixed_precision="bf16",
+        source=_source(_PRETRAIN, "PT 558K"), sources=_sources(_PRETRAIN, "align")),
     "instruct": dict(
         dataset="llava_v1_5_mix665k.json (665K)", trainable=("projector", "lm"), template="chat",
         epochs=1, global_batch_size=128, per_device_batch_size=16, learning_rate=2e-5, weight_decay=0.0,
         decay_1d=True, max_grad_norm=1.0, warmup_ratio=0.03, warmup_rounding="ceil", max_length=2048,
-        group_by_modality_length=True, source=_LLAVA),
+        group_by_modality_length=True, seed=42, num_workers=4, mixed_precision="bf16",
+        source=_source(_FINETUNE, "IT 665K"), sources=_sources(_FINETUNE, "instruct")),
 }
 
 
 def chat_template(model, tokenizer):
-    """VL-Mamba's chat template (`mmeval.models.vl_mamba.chat_template`): inference and training."""
+    """VL-Mamba's chat template (`mmeval.models.vl_mamba.chat_template`) with the image at the model's
+    `image_position` (model None: the default, `llava`): inference and training."""
     from mmeval.models.vl_mamba import chat_template as vl_mamba_template
 
-    return vl_mamba_template(tokenizer)
+    return vl_mamba_template(tokenizer, "llava" if model is None else model.cfg.image_position)
+
+
+def _set_image_position(model, value: str | None) -> None:
+    """`image_position=` given: it replaces the checkpoint's (an evaluation or finetuning choice, recorded)."""
+    from mmeval.models.vl_mamba import check_image_position
+
+    if value:
+        model.cfg.image_position = check_image_position(value)
 
 
 class VLMambaFinetune(ModelSpec):
@@ -78,12 +140,12 @@ class VLMambaFinetune(ModelSpec):
 
     def __init__(self):
         super().__init__(name="vl-mamba", image_first=False, recipes=RECIPES, chat_template=chat_template,
-                         options=("vision_tower", "projector", "tokenizer") + AXES)
+                         options=("vision_tower", "projector", "tokenizer", "image_position") + AXES)
 
     def build(self, tiny, init, options, device, seed, stage):
         from mmeval.models.vl_mamba import VLMamba, VLMambaConfig, build_tiny_tokenizer
 
-        axes = {k: options[k] for k in AXES if k in options}
+        axes = {k: options[k] for k in AXES + ("image_position",) if k in options}
         if init:
             cfg = VLMambaConfig(tiny=tiny, **axes) if (tiny or axes) else None
             torch.manual_seed(seed)
@@ -91,6 +153,7 @@ class VLMambaFinetune(ModelSpec):
                                             vision_tower=options.get("vision_tower"),
                                             projector=options.get("projector"), config=cfg,
                                             allow_random_projector=(stage == "align"), allow_random_vision_tower=tiny)
+            _set_image_position(model, options.get("image_position"))  # over an init checkpoint's
             d = Path(init)
             if options.get("tokenizer") or (d / "tokenizer.json").is_file():
                 return model, load_tokenizer_dir(options.get("tokenizer") or d)
@@ -179,7 +242,10 @@ class VLMambaAdapter(MambaVLMAdapter):
         "encoder": "vision tower: clip (CLIP-ViT-L/14-336) | siglip (SigLIP-SO400M/14-384, default)",
         "mmc": "MultiModal Connector: mlp | vss-mlp | vss-l2 (default)",
         "scan": "2D scan of the VSS connectors: bsm (bidirectional, default) | csm (cross-scan, 4 routes)",
-        "llm": "mamba-790m | mamba-1.4b | mamba-2.8b (Pile) | mamba-2.8b-slimpj (default) | mamba-2.8b-zephyr",
+        "llm": llm_choices_help(),
+        "image_position": "where the image tokens go: llava (after 'USER: ' of the first turn, LLaVA-1.5's; default) "
+                          "| first (before the whole text prompt, the paper's Eq. 7); default with checkpoint=: "
+                          "the checkpoint's",
         "checkpoint": "VL-Mamba checkpoint dir (config.json with mm_* fields + model.safetensors), or a bare "
                       "state-spaces Mamba dir/hub id with projector=",
         "projector": "connector file for a bare Mamba checkpoint (LLaVA stage-1 mm_projector.bin)",
@@ -217,12 +283,14 @@ class VLMambaAdapter(MambaVLMAdapter):
         if not (tiny or random_init or ckpt):
             raise ModelArgsError("model vl-mamba: give checkpoint=PATH, tiny=1 or random_init=1")
         axes = {k: args[k] for k in AXES if args.get(k)}
+        position = args.get("image_position") or None
         try:
-            cfg = VLMambaConfig(tiny=tiny, **axes)
+            cfg = VLMambaConfig(tiny=tiny, **axes, **({"image_position": position} if position else {}))
         except ValueError as e:
             raise ModelArgsError(f"model vl-mamba: {e}") from None
 
         tok_source = args.get("tokenizer")
+        trained_position = None  # the checkpoint's image_position
         if ckpt:
             ckpt_path = _resolve_checkpoint(ckpt)
             model = VLMamba.from_pretrained(ckpt_path, device=dev, dtype=dtype, kernel=common.kernel,
@@ -233,6 +301,8 @@ class VLMambaAdapter(MambaVLMAdapter):
                 have = getattr(model.cfg, k)
                 if k != "llm" and have != getattr(cfg, k):
                     raise ModelArgsError(f"model vl-mamba: {k}={v} but checkpoint {ckpt} has {k}={have}")
+            trained_position = model.cfg.image_position
+            _set_image_position(model, position)  # a prompt choice, not the architecture: may differ
             if tiny and not tok_source:
                 tok, tok_source = build_tiny_tokenizer(), "tiny (in-memory)"
             else:
@@ -251,16 +321,26 @@ class VLMambaAdapter(MambaVLMAdapter):
             else:  # no files at all: ids only need to lie inside the vocabulary
                 tok = build_tiny_tokenizer()
                 tok_source = "tiny (in-memory)" + ("" if tiny else "; random_init without tokenizer=")
-        return Loaded(model, tok, tok_source, checkpoint=ckpt)
+        return Loaded(model, tok, tok_source, checkpoint=ckpt,
+                      extra={"checkpoint_image_position": trained_position})
+
+    def __init__(self, *args, checkpoint_image_position: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.checkpoint_image_position = checkpoint_image_position
 
     def identity_config(self) -> dict[str, Any]:
-        from mmeval.models.vl_mamba import PROMPT_TEMPLATE
+        from mmeval.models.vl_mamba import build_prompt
 
         m = self.model
-        return dict(dtype=self.dtype_name, prompt_template=PROMPT_TEMPLATE, bos="<|endoftext|> prepended",
-                    image_tokens=m.num_image_tokens, image_position="after 'USER: ' of the first turn (LLaVA-1.5)",
-                    eos_token_id=self.tokenizer.eos_token_id, tokenizer=self.tokenizer_source,
-                    vision_weights=m.vision_tower.source or ("checkpoint" if self.checkpoint else "random"))
+        position = m.cfg.image_position
+        out = dict(dtype=self.dtype_name, prompt_template=build_prompt("{prompt}", image_position=position),
+                   bos="<|endoftext|> prepended", image_tokens=m.num_image_tokens, image_position=position,
+                   image_placement=IMAGE_PLACEMENT[position])
+        if self.checkpoint_image_position is not None:  # what the checkpoint was trained with
+            out["checkpoint_image_position"] = self.checkpoint_image_position
+        out.update(eos_token_id=self.tokenizer.eos_token_id, tokenizer=self.tokenizer_source,
+                   vision_weights=m.vision_tower.source or ("checkpoint" if self.checkpoint else "random"))
+        return out
 
 
 def _resolve_checkpoint(ckpt: str) -> Path:

@@ -8,13 +8,18 @@ Sources (split `dev`):
   lmms-eval names it; `lmms-lab/MMBench` holds the same files) or a local folder of those files (an
   `en/` subfolder is preferred); columns index, question, hint, A, B, C, D, answer, category, image,
   L2-category, source, split.
-- the official TSV (MMBench_DEV_EN.tsv, or LLaVA's mmbench_dev_20230712.tsv): the same columns with
-  base64 images (a short numeric image cell refers to the row with that index).
+- the official TSV: `mmbench_dev_20230712.tsv`, the release LLaVA-1.5 scored (`--data` = LLaVA's
+  `playground/data/eval`, folder `mmbench/`, where scripts/v1_5/eval/mmbench.sh reads it; LLaVA's
+  Evaluation.md downloads it from OpenMMLab), preferred over other TSVs there; or MMBench_DEV_EN.tsv:
+  the same columns with base64 images (a short numeric image cell refers to the row with that index).
+  Docs keep `llava_question_id` (the TSV index) and `llava_prompt` (the prompt LLaVA's answer file
+  records: model_vqa_mmbench.py's question before the instruction).
 
 Protocols:
-- `llava`: LLaVA's model_vqa_mmbench.py --single-pred-prompt: "<hint>\\n" when there is one, the
-  question, "\\nA. ..." per option, "\\nAnswer with the option's letter from the given choices
-  directly."; greedy, 1024 new tokens. Answers are matched to options as the MMBench evaluation
+- `llava`: LLaVA's model_vqa_mmbench.py --single-pred-prompt (haotian-liu/LLaVA c121f04):
+  "<hint>\\n" when there is one, the question, "\\nA. ..." per option (A-D up to the first empty
+  one), "\\nAnswer with the option's letter from the given choices directly."; greedy, 1024 new
+  tokens. Answers are matched to options as the MMBench evaluation
   server (VLMEvalKit) does: rule-based can_infer, then (optional) an LLM judge with MMBench's
   matching prompt.
 - `lmms-eval`: mmbench_en_dev: "<hint> <question> There are several options:\\nA. ...", then
@@ -32,7 +37,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mmeval.data.sources import check_columns, has_parquet, image_ref, read_lmms_lab
+from mmeval.bootstrap import Units
+from mmeval.data.sources import check_columns, folder_source, has_parquet, image_ref, read_lmms_lab_with_source
 from mmeval.data.writers import png_bytes, write_parquet
 from mmeval.errors import DataError
 from mmeval.metrics.choices import (
@@ -52,10 +58,22 @@ COLUMNS = ("index", "question", "hint", "A", "B", "answer", "category", "image")
 OPTION_LETTERS = ("A", "B", "C", "D", "E")
 JUDGE_MODELS = {"llava": "gpt-3.5-turbo-0613", "lmms-eval": "gpt-4o-2024-11-20"}
 STYLE = {"llava": "vlmevalkit", "lmms-eval": "lmms-eval"}
+LLAVA_TSV = "mmbench_dev_20230712.tsv"  # scripts/v1_5/eval/mmbench.sh's SPLIT
 
 
 def _text(value: Any) -> str | None:
     return None if is_missing(value) else str(value)
+
+
+def _llava_question(hint: str | None, question: str, options: dict[str, str]) -> str:
+    """model_vqa_mmbench.py's question: "<hint>\\n" when there is one, the question, "\\nA. ..." per
+    option (its all_options are A-D)."""
+    text = f"{hint}\n{question}" if hint is not None else question
+    return text + "".join(f"\n{k}. {v}" for k, v in options.items() if k in "ABCD")
+
+
+def _question_copy(score: dict[str, Any], slot: int) -> dict[str, Any]:
+    return {**score, "index": int(score["index"]) // CIRCULAR_BASE * CIRCULAR_BASE + slot}
 
 
 class MMBench(JudgedTask, Task):
@@ -63,20 +81,32 @@ class MMBench(JudgedTask, Task):
     description = "MMBench-EN dev, CircularEval over option rotations"
     protocols = ("llava", "lmms-eval")
     default_protocol = "llava"
-    hub_id = "lmms-lab-encoder/MMBench"
+    hub_id = ("lmms-lab-encoder/MMBench", "lmms-lab/MMBench")
     hub_config = "en"
     judge_models = JUDGE_MODELS
     split = "dev"
+
+    # LLaVA-1.5's folder (playground/data/eval/mmbench) has the task's own name: no data_folders
+    version = "2"  # llava: options A-D only, as model_vqa_mmbench.py
 
     # ---------------------------------------------------------------- loading
     def load_docs(self, data: Path | None) -> list[Doc]:
         if data is not None and not has_parquet(data):
             tsvs = sorted(data.glob("*.tsv")) if data.is_dir() else []
             if tsvs:
-                return self._load_tsv(self._pick_tsv(tsvs))
+                path = self._pick_tsv(tsvs)
+                docs = self._load_tsv(path)
+                self.data_source = folder_source("official", path.stem, self.split, data, [path], len(docs))
+                return docs
+            if (data / "answers").is_dir() or (data / "answers_upload").is_dir():  # LLaVA's folder, TSV not added
+                raise DataError(f"mmbench: {data} has LLaVA's answers but not {LLAVA_TSV}, which "
+                                f"model_vqa_mmbench.py reads from ./playground/data/eval/mmbench/{LLAVA_TSV} "
+                                f"(scripts/v1_5/eval/mmbench.sh; download.openmmlab.com/mmclassification/datasets/"
+                                f"mmbench/{LLAVA_TSV})")
             raise DataError(f"{data}: no MMBench data (expected lmms-lab parquet files, e.g. "
-                            "en/dev-00000-of-00001.parquet, or the official MMBench_DEV_EN.tsv)")
-        rows = read_lmms_lab(self.hub_id, self.name, data, COLUMNS, self.split, config=self.hub_config)
+                            f"en/dev-00000-of-00001.parquet, or the official {LLAVA_TSV} / MMBench_DEV_EN.tsv)")
+        rows, self.data_source = read_lmms_lab_with_source(self.hub_id, self.name, data, COLUMNS, self.split,
+                                                           config=self.hub_config)
         docs = [self._doc(row, image_ref(row["image"], f"mmbench {row['index']}")) for row in rows]
         self._check(docs, self.hub_id if data is None else str(data))
         return docs
@@ -85,6 +115,9 @@ class MMBench(JudgedTask, Task):
     def _pick_tsv(tsvs: list[Path]) -> Path:
         if len(tsvs) == 1:
             return tsvs[0]
+        llava = [p for p in tsvs if p.name == LLAVA_TSV]
+        if llava:
+            return llava[0]
         for pat in ("dev_en", "dev"):
             hits = [p for p in tsvs if pat in p.name.lower() and "cn" not in p.name.lower()]
             if hits:
@@ -132,11 +165,14 @@ class MMBench(JudgedTask, Task):
             raise DataError(f"mmbench {index}: answer '{row.get('answer')}' is not one of its options "
                             f"({', '.join(options)}) (the dev split has answers; the test split does not)")
         l2 = row.get("L2-category", row.get("l2-category"))
+        hint, question = _text(row.get("hint")), str(row["question"])
         return Doc(
             doc_id=str(index),
-            fields={"index": index, "question": str(row["question"]), "hint": _text(row.get("hint")),
+            fields={"index": index, "question": question, "hint": hint,
                     "options": options, "category": str(row["category"]), "l2_category": _text(l2),
-                    "source": _text(row.get("source")), "split": _text(row.get("split"))},
+                    "source": _text(row.get("source")), "split": _text(row.get("split")),
+                    # what LLaVA's answer file records for this row (question_id, prompt), to match its lines
+                    "llava_question_id": index, "llava_prompt": _llava_question(hint, question, options)},
             target=answer.strip(),
             images=(image,),
             group_key=str(circular_group(index)),
@@ -162,8 +198,7 @@ class MMBench(JudgedTask, Task):
         self.check_protocol(protocol)
         f = doc.fields
         if protocol == "llava":
-            question = f"{f['hint']}\n{f['question']}" if f["hint"] is not None else f["question"]
-            prompt = question + "".join(f"\n{k}. {v}" for k, v in f["options"].items()) + OPTION_LETTER
+            prompt = _llava_question(f["hint"], f["question"], f["options"]) + OPTION_LETTER
             generation = GenerationConfig(max_new_tokens=1024)
         else:
             options = "There are several options:\n" + "\n".join(f"{k}. {v}" for k, v in f["options"].items())
@@ -223,6 +258,11 @@ class MMBench(JudgedTask, Task):
 
     def headline(self, protocol: str) -> str:
         return "circular_accuracy"
+
+    def bootstrap_units(self, scores: Sequence[dict[str, Any]], protocol: str) -> Units:
+        """Questions drawn with all their rotations (CircularEval's unit); each drawn copy becomes
+        a question of its own (group number = its draw slot)."""
+        return Units(clusters=[circular_group(s["index"]) for s in scores], relabel=_question_copy)
 
     def ci_metrics(self, protocol: str) -> tuple[str, ...]:
         return ("circular_accuracy", "vanilla_accuracy")

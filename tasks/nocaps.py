@@ -39,7 +39,7 @@ OFFICIAL_FILE = "nocaps_val_4500_captions.json"
 class NoCaps(CaptionTask):
     name = "nocaps"
     description = "nocaps validation captioning, overall and in/near/out-domain (pycocoevalcap)"
-    hub_id = "lmms-lab/NoCaps"
+    hub_id = ("lmms-lab-encoder/NoCaps", "lmms-lab/NoCaps")
     split = "validation"
     PARQUET_COLUMNS = ("image_id", "image", "annotations_captions")
 

@@ -35,7 +35,7 @@ OFFICIAL_FILE = "TextCaps_0.1_val.json"
 class TextCaps(CaptionTask):
     name = "textcaps"
     description = "TextCaps validation captioning (pycocoevalcap)"
-    hub_id = "lmms-lab/TextCaps"
+    hub_id = ("lmms-lab-encoder/TextCaps", "lmms-lab/TextCaps")
     split = "val"
     PARQUET_COLUMNS = ("image_id", "image", "caption_str")
 

@@ -1,28 +1,39 @@
 """VizWiz-VQA: questions from blind users' photos; ten answers each, many "unanswerable".
 
-Splits (`--task-args split=val|test`, default `val`): `val` is scored locally (TRI's harness, i.e.
-Cobra's number, and lmms-eval's vizwiz_vqa_val); `test` has no public answers: nothing is scored
-and `finalize` writes `vizwiz_test_submission.json` ([{"image": "<name>.jpg", "answer"}]) for the
-VizWiz EvalAI server (LLaVA-1.5's reported split, via convert_vizwiz_for_submission.py).
+Splits (`--task-args split=val|test`; default `val`, or `test` when the folder holds only LLaVA's
+test questions): `val` is scored locally (vlm-evaluation's vizwiz datasets, i.e. Cobra's number,
+and lmms-eval's vizwiz_vqa_val); `test` has no public answers: nothing is scored and `finalize`
+writes `vizwiz_test_submission.json` ([{"image": "<name>.jpg", "answer"}], in question order) for
+the VizWiz EvalAI server (LLaVA-1.5's reported split), byte for byte what LLaVA's
+scripts/convert_vizwiz_for_submission.py writes.
 
-Sources:
-- lmms-lab parquet (hub `lmms-lab/VizWiz-VQA`, splits `val` / `test`; columns question_id (the
-  image name without .jpg), question, image, answers (strings), category (the answer type)),
-  hub or local folder;
+Layouts (`--data DIR/vizwiz/`, or LLaVA's `playground/data/eval/vizwiz/` as it is):
+- lmms-lab parquet (hub `lmms-lab-encoder/VizWiz-VQA`, formerly `lmms-lab/VizWiz-VQA`, splits `val` /
+  `test`; columns question_id (the image name without .jpg), question, image, answers (strings),
+  category (the answer type)), hub or local folder;
 - official files: `Annotations/{val,test}.json` (list of {image, question, answers [{answer,
-  answer_confidence}], answer_type, answerable}) with the images in `val/` or `test/`.
-Whether a question is answerable comes from `answerable` when present, else from the answer type
-/ category ("unanswerable" means not answerable).
+  answer_confidence}], answer_type, answerable}) with the images in `val/` or `test/`;
+- LLaVA-1.5's bundle (test): its question file `llava_test.jsonl` (question_id = position, image
+  "VizWiz_test_%08d.jpg", text = the raw question + the instructions), images `test/` (read only
+  when a model runs). No annotation file: the test answers are the server's.
+Doc ids are the image names without ".jpg". Whether a question is answerable comes from
+`answerable` when present, else from the answer type / category ("unanswerable" means not).
 
 Protocols (prompt "<question>\\nWhen the provided information is insufficient, respond with
-'Unanswerable'.\\nAnswer the question using a single word or phrase." in all three):
-- `llava`: greedy, 128 new tokens; answer = EvalAI processor (convert_vizwiz_for_submission.py);
-  on val scored with the VizWiz evaluation (prediction normalised, answers as given).
-- `prismatic`: TRI's vizwiz harness: the raw output through the VizWiz evaluation; also the
-  answerable / unanswerable accuracies and the unanswerable average precision and F1 of the
-  binary "predicted unanswerable" decision, as that harness reports them.
-- `lmms-eval`: lmms-eval's vizwiz_vqa: question.capitalize(), stop at "ASSISTANT:", 1024 new
-  tokens; vizwiz_vqa_process_results (EvalAI processing on both sides).
+'Unanswerable'.\\nAnswer the question using a single word or phrase."; the question is never
+stripped where the reference keeps it: 425 of LLaVA's 8,000 test questions start or end with spaces):
+- `llava`: LLaVA's question-file text as it is (else the raw question + the instructions), greedy,
+  128 new tokens; answer = EvalAI processor (haotian-liu/LLaVA c121f04
+  `scripts/convert_vizwiz_for_submission.py`; on LLaVA-1.5-13B's released answers the submission
+  file equals the released `answers_upload/llava-v1.5-13b.json` byte for byte); on val scored with
+  the VizWiz evaluation (prediction normalised, answers as given).
+- `prismatic`: vlm-evaluation's vizwiz harness, the message of Cobra's fork (h-zhao1997/vlm-evaluation
+  b0a691f `vlm_eval/models/cobra.py`, uncertainty-aware vqa_prompt_fn, the same as TRI's): leading
+  whitespace stripped by its prompt builder, trailing kept; the raw output through the VizWiz
+  evaluation; also the answerable / unanswerable accuracies and the unanswerable average precision
+  and F1 of the binary "predicted unanswerable" decision, as that harness reports them.
+- `lmms-eval`: lmms-eval 0.7.3's vizwiz_vqa: question.capitalize() (not stripped), stop at
+  "ASSISTANT:", 1024 new tokens; vizwiz_vqa_process_results (EvalAI processing on both sides).
 Headline: `accuracy` (percent).
 """
 
@@ -32,19 +43,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mmeval.data.sources import find_path, has_parquet, image_ref, read_json, read_lmms_lab
+from mmeval.data.external_ids import Mapper, check_same_question
+from mmeval.data.predictions import VLM_EVALUATION, PredictionLine
+from mmeval.data.sources import find_path, folder_source, has_parquet, image_ref, read_json, read_lmms_lab_with_source
 from mmeval.errors import DataError
 from mmeval.metrics.vqa import evalai_answer, m4c_accuracy, normalize_answer, vizwiz_accuracy
 from mmeval.metrics.yesno import average_precision
 from mmeval.task import Task, take_options
 from mmeval.types import Doc, GenerationConfig, ImageRef, Prediction, Request
 from tasks._common.cells import answer_texts
+from tasks._common.llava import LLAVA_BUNDLE, read_llava_questions, without_suffix
 from tasks._common.outputs import record_scores, write_result_file
-from tasks._common.prompts import ASSISTANT_STOP, SHORT_ANSWER
+from tasks._common.prompts import ASSISTANT_STOP, SHORT_ANSWER, prismatic_message
 from tasks._common.scoring import AccuracyHeadline, accuracy_metrics
 
 UNCERTAIN_SUFFIX = "\nWhen the provided information is insufficient, respond with 'Unanswerable'." + SHORT_ANSWER
 PARQUET_COLUMNS = ("question_id", "question", "image")
+LLAVA_QUESTIONS = "llava_test.jsonl"
+RELEASE = "vizwiz-vqa"
 
 
 class VizWiz(AccuracyHeadline, Task):
@@ -52,18 +68,43 @@ class VizWiz(AccuracyHeadline, Task):
     description = "VizWiz-VQA (VQA accuracy, unanswerable questions); test writes the EvalAI submission file"
     protocols = ("llava", "prismatic", "lmms-eval")
     default_protocol = "llava"
-    hub_id = "lmms-lab/VizWiz-VQA"
+    version = "2"
+    hub_id = ("lmms-lab-encoder/VizWiz-VQA", "lmms-lab/VizWiz-VQA")
 
     def __init__(self, **options: str) -> None:
         opts = take_options(self.name, options, {"split": ("val", "test")})
-        self.split = opts.get("split", "val")
+        self.split_option = opts.get("split")
+        self.split = self.split_option or "val"
+        self._order: list[str] = []  # the image names in question order (the submission's order)
 
     # -- data
     def load_docs(self, data: Path | None) -> list[Doc]:
+        llava_file = find_path(data, [LLAVA_QUESTIONS]) if data is not None else None
+        if self.split_option is None and llava_file is not None and not has_parquet(data) \
+                and find_path(data, ["val.json", "Annotations/val.json"]) is None:
+            self.split = "test"  # LLaVA's bundle holds the test questions only
         required = PARQUET_COLUMNS + (("answers",) if self.split == "val" else ())
-        if data is None or has_parquet(data):
-            return self._docs_from_rows(read_lmms_lab(self.hub_id, self.name, data, required, self.split), data)
-        return self._docs_from_official(data)
+        if self.split == "test" and llava_file is not None:
+            docs = self._docs_from_llava(data, llava_file)
+        elif data is None or has_parquet(data):
+            rows, self.data_source = read_lmms_lab_with_source(self.hub_id, self.name, data, required, self.split)
+            docs = self._docs_from_rows(rows, data)
+        else:
+            docs = self._docs_from_official(data)
+        self._order = [d.doc_id for d in docs]
+        return docs
+
+    def _docs_from_llava(self, data: Path, qfile: Path) -> list[Doc]:
+        images = find_path(data, ["test"], want_dir=True) or data / "test"
+        docs = []
+        for q in read_llava_questions(qfile):
+            image = str(q["image"])
+            doc = self._doc(Path(image).stem, without_suffix(str(q["text"]), UNCERTAIN_SUFFIX), None, "", None,
+                            ImageRef(source=f"vizwiz {image}", path=str(images / image)))
+            doc.fields.update(llava_question_id=q["question_id"], llava_prompt=str(q["text"]))
+            docs.append(doc)
+        self.data_source = folder_source("llava-bundle", LLAVA_BUNDLE, self.split, data, [qfile], len(docs))
+        return docs
 
     def _docs_from_rows(self, rows, root: Path | None) -> list[Doc]:
         docs = []
@@ -83,6 +124,7 @@ class VizWiz(AccuracyHeadline, Task):
             raise DataError(f"vizwiz ({self.split}): {data} has neither lmms-lab parquet files nor "
                             f"Annotations/{self.split}.json")
         entries = read_json(afile, "VizWiz annotations")
+        self.data_source = folder_source("official", RELEASE, self.split, data, [afile], len(entries))
         images = find_path(data, [self.split, f"{self.split}_images", f"images/{self.split}"], want_dir=True)
         if images is None:
             raise DataError(f"vizwiz ({self.split}): no image folder {self.split}/ under {data}")
@@ -104,16 +146,40 @@ class VizWiz(AccuracyHeadline, Task):
                                         "answer_type": str(category or ""), "answerable": int(answerable)},
                    target=answers, images=(image,), group_key=name)
 
+    # -- other harnesses' predictions
+    def doc_id_map(self, docs: Sequence[Doc], source: str) -> Mapper:
+        """vlm-evaluation numbers VizWiz questions by their position in val.json (our documents' order
+        in the official layout); the logged question must be the document's."""
+        if source != VLM_EVALUATION:
+            return super().doc_id_map(docs, source)
+
+        def mapper(line: PredictionLine) -> str | None:
+            i = line.key
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(docs):
+                return None
+            check_same_question(self.name, line, docs[i], docs[i].fields["question"], line.context.get("question"),
+                                "question")
+            return docs[i].doc_id
+
+        return mapper
+
     # -- protocol
+    def prompt(self, doc: Doc, protocol: str) -> str:
+        question = doc.fields["question"]
+        if protocol == "lmms-eval":
+            return question.capitalize() + UNCERTAIN_SUFFIX
+        if protocol == "prismatic":
+            return prismatic_message("\n" + question + UNCERTAIN_SUFFIX)
+        return doc.fields.get("llava_prompt") or question + UNCERTAIN_SUFFIX
+
     def request(self, doc: Doc, protocol: str) -> Request:
         self.check_protocol(protocol)
-        q = doc.fields["question"].strip()
         if protocol == "lmms-eval":
-            return Request(doc_id=doc.doc_id, prompt=q.capitalize() + UNCERTAIN_SUFFIX, images=doc.images,
-                           group_key=doc.group_key,
-                           generation=GenerationConfig(max_new_tokens=1024, stop=ASSISTANT_STOP))
-        return Request(doc_id=doc.doc_id, prompt=q + UNCERTAIN_SUFFIX, images=doc.images, group_key=doc.group_key,
-                       generation=GenerationConfig(max_new_tokens=128))
+            gen = GenerationConfig(max_new_tokens=1024, stop=ASSISTANT_STOP)
+        else:
+            gen = GenerationConfig(max_new_tokens=128)
+        return Request(doc_id=doc.doc_id, prompt=self.prompt(doc, protocol), images=doc.images,
+                       group_key=doc.group_key, generation=gen)
 
     def score(self, doc: Doc, prediction: Prediction, protocol: str) -> dict[str, Any]:
         text = prediction.text.strip()
@@ -153,12 +219,16 @@ class VizWiz(AccuracyHeadline, Task):
     def finalize(self, records: Sequence[Any], out_dir: Path, protocol: str) -> dict[str, Any]:
         if self.split != "test":
             return {}
-        entries = [{"image": s["image"], "answer": s.get("answer", "")}
-                   for s in map(record_scores, records) if "image" in s]
+        answers = {s["image"]: s.get("answer", "") for s in map(record_scores, records) if "image" in s}
+        order = [f"{name}.jpg" for name in self._order] or list(answers)
+        entries = [{"image": image, "answer": answers[image]} for image in order if image in answers]
         path = write_result_file(Path(out_dir) / "vizwiz_test_submission.json", entries)
-        return {"submission": str(path),
-                "note": f"VizWiz test has no public answers: no local score. Upload {path.name} to the VizWiz "
-                        "VQA challenge on EvalAI."}
+        missing = len(order) - len(entries)
+        note = (f"VizWiz test has no public answers: no local score. Upload {path.name} to the VizWiz VQA "
+                "challenge on EvalAI.")
+        if missing:
+            note += f" {missing} of the {len(order)} test questions have no answer in it: the server wants them all."
+        return {"submission": str(path), "note": note}
 
     # -- fixtures / synthetic data
     @staticmethod

@@ -5,7 +5,9 @@ Source (no lmms-lab copy exists): the official jsonl of cambridgeltl/visual-spat
 zero-shot split `test.jsonl` (found as `test.jsonl`, `zeroshot/test.jsonl` or
 `data/splits/zeroshot/test.jsonl` under the data folder; fields image, image_link, caption, label
 (1 true / 0 false), relation, subj, obj), plus the images: `images/<image>` (VSR's image zip), the
-folder itself, or COCO's `train2017/` / `val2017/` (chosen by image_link).
+folder itself, or COCO's `train2017/` / `val2017/` (chosen by image_link); `--task-args
+vsr.images=DIR` names another folder. An image path that is absolute or climbs out of those
+folders (`../../x`, `/etc/shadow`) fails its sample, naming the path.
 
 Protocol: only `prismatic` (TRI's vsr harness, Cobra's number); LLaVA-1.5 and lmms-eval have no VSR
 task. Prompt 'Based on the image, is this statement "True" or "False"? <caption>\\nRespond with
@@ -21,7 +23,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from mmeval.data.sources import read_jsonl
+from mmeval.data.containment import join_inside, outside_error
+from mmeval.data.sources import TEXT, ColumnType, check_record, read_jsonl
 from mmeval.errors import DataError
 from mmeval.task import Task, take_options
 from mmeval.types import Doc, ImageRef, Prediction, Request
@@ -29,6 +32,8 @@ from tasks._common.candidates import candidate_choice, candidate_generation, pro
 
 JSONL_PLACES = ("test.jsonl", "zeroshot/test.jsonl", "splits/zeroshot/test.jsonl", "data/splits/zeroshot/test.jsonl")
 CANDIDATES = ("True", "False")
+FIELDS = {"image": TEXT, "caption": TEXT,
+          "label": ColumnType("0 or 1", frozenset({"integer"}), nullable=False, values=("0", "1"))}
 
 
 def true_false_prompt(caption: str) -> str:
@@ -46,6 +51,9 @@ class VSR(Task):
         opts = take_options(self.name, options, {"images": None})
         self.images = Path(opts["images"]).expanduser() if "images" in opts else None
 
+    def image_roots(self) -> tuple[Path, ...]:
+        return (self.images,) if self.images else ()
+
     def load_docs(self, data: Path | None) -> list[Doc]:
         if data is None:
             raise DataError("task vsr: no hub copy exists; pass --data DIR holding VSR's zeroshot test.jsonl "
@@ -57,19 +65,23 @@ class VSR(Task):
         folders = [self.images] if self.images else [data / "images", jsonl.parent / "images", data]
         docs, missing = [], []
         for idx, row in enumerate(rows):
-            for key in ("image", "caption", "label"):
-                if key not in row:
-                    raise DataError(f"{jsonl}:{idx + 1}: missing field '{key}'")
-            path = self._image_path(row, folders, data)
-            if path is None:
-                missing.append(str(row["image"]))
-                continue
+            check_record(row, FIELDS, f"{jsonl}:{idx + 1}")
+            name, source = str(row["image"]), f"vsr {idx} ({row['image']})"
+            if join_inside(folders[0], name) is None:  # absolute, or climbs out: this sample's error
+                where = list(dict.fromkeys(folders))  # data/images is often jsonl.parent/images
+                image = ImageRef.failed(source, outside_error(source, str(folders[0] / name), where))
+            else:
+                path = self._image_path(row, folders, data)
+                if path is None:
+                    missing.append(name)
+                    continue
+                image = ImageRef(source=source, path=str(path))
             docs.append(Doc(
                 doc_id=str(idx),  # the harness's example_id is the line index
                 fields={"caption": str(row["caption"]), "relation": str(row.get("relation", "")),
                         "image": str(row["image"])},
                 target=bool(int(row["label"]) == 1),
-                images=(ImageRef(source=f"vsr {idx} ({row['image']})", path=str(path)),),
+                images=(image,),
                 group_key=str(row["image"])))
         if missing:
             raise DataError(f"vsr: {len(missing)} image(s) not found under {', '.join(str(f) for f in folders)} "
@@ -86,8 +98,8 @@ class VSR(Task):
         link = row.get("image_link")
         if link:  # e.g. http://images.cocodataset.org/train2017/000000085637.jpg
             coco_split = Path(urlparse(str(link)).path).parent.name
-            for p in (data / coco_split / name, data / "images" / coco_split / name):
-                if p.is_file():
+            for p in (join_inside(data, f"{coco_split}/{name}"), join_inside(data, f"images/{coco_split}/{name}")):
+                if p is not None and p.is_file():
                     return p
         return None
 

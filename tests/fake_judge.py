@@ -1,4 +1,5 @@
-"""A local OpenAI-compatible chat-completions endpoint on 127.0.0.1 for judge tests."""
+"""Local chat-completions endpoints on 127.0.0.1 for judge tests: one that answers, one that accepts
+connections and never answers, and a port that refuses them."""
 
 from __future__ import annotations
 
@@ -36,3 +37,43 @@ def fake_endpoint(reply, status=200, full=False):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextlib.contextmanager
+def stalled_endpoint():
+    """An endpoint that accepts connections and never answers; yields (base_url, accepted), where
+    `accepted` counts the connections taken (each held open, unanswered, until the end)."""
+    import socket
+
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.05)  # accept() wakes up to see `stop`
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def take():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            accepted.append(conn)
+
+    thread = threading.Thread(target=take, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}/v1", accepted
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+        for conn in accepted:
+            conn.close()
+
+
+def refused_endpoint() -> str:
+    """The URL of a local port nothing listens on (connections are refused)."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"

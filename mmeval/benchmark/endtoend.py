@@ -29,8 +29,9 @@ def configure(adapter: Adapter, prefix_cache: bool, cuda_graphs: bool, ignore_eo
 
 
 def timed_run(adapter: Adapter, task: Task, protocol: str, docs: Sequence[Doc], requests: Sequence[Request],
-              batch_size: int, device: str, label: str) -> dict[str, Any]:
-    """Run docs through the runner into a scratch folder; return timings and predictions."""
+              batch_size: int | str, device: str, label: str) -> dict[str, Any]:
+    """Run docs through the runner into a scratch folder; return timings and predictions
+    (`batch_size`: the size the run answered at, after `auto` and any halving)."""
     with tempfile.TemporaryDirectory(prefix="mmeval-bench-") as tmp:
         cfg = RunConfig(model=adapter.name, tasks=[task.name], batch_size=batch_size, device=device,
                         output=Path(tmp), run_name=label, n_boot=0, progress=False)
@@ -44,9 +45,10 @@ def timed_run(adapter: Adapter, task: Task, protocol: str, docs: Sequence[Doc], 
         probs = rec.get("candidate_probs")
         preds[rec["doc_id"]] = (rec["prediction"], max(probs, key=probs.get) if probs else None)
     t = summary["timings"]
-    return {"label": label, "n": summary["n"], "batch_size": batch_size, "wall_s": t["wall_s"],
+    return {"label": label, "n": summary["n"], "batch_size": t["batch_size"], "wall_s": t["wall_s"],
             "samples_per_s": t["samples_per_s"], "tokens_per_s": t["tokens_per_s"],
-            "peak_memory_mb": t["peak_memory_mb"], "errors": summary["n_errors"], "predictions": preds}
+            "peak_memory_mb": t["peak_memory_mb"], "gpu_busy_pct": t["gpu_busy_pct"], "errors": summary["n_errors"],
+            "predictions": preds}
 
 
 def agreement(a: dict[str, tuple], b: dict[str, tuple]) -> dict[str, Any]:

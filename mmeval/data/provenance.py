@@ -3,7 +3,8 @@
 a number says what it was computed on and a report can tell whether it compares with a paper's.
 
 A task sets `self.data_source` in `load_docs` (see `Task.data_source`); the digests are computed
-once per file and cached by (path, size, mtime) for the life of the process.
+once per file and cached for the life of the process by (path, inode, size, mtime, ctime): a file
+rewritten in place with its old mtime set back still gets a new ctime, so it is hashed again.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-_DIGESTS: dict[tuple[str, int, int], str] = {}
+_DIGESTS: dict[tuple[str, int, int, int, int], str] = {}
 
 
 def file_sha256(path: str | Path) -> str:
-    """sha256 of a file, read in 1 MiB chunks (cached by path, size and mtime)."""
+    """sha256 of a file, read in 1 MiB chunks (cached by path, inode, size, mtime and ctime)."""
     p = Path(path)
     st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    key = (str(p.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     digest = _DIGESTS.get(key)
     if digest is None:
         h = hashlib.sha256()

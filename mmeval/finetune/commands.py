@@ -20,8 +20,8 @@ Examples:
 --set takes recipe fields (learning_rate, epochs, global_batch_size, per_device_batch_size, weight_decay,
 warmup_ratio, max_length, trainable=projector+lm, save_every, num_workers, seed, tensorboard, ...) and
 model options (cobra: vision=DIR, llm=DIR, tokenizer=PATH, model_id; vl-mamba: vision_tower=DIR,
-projector=FILE, tokenizer=PATH, encoder, mmc, scan, llm). --resume auto continues from the latest
-checkpoint in --output (trainer_state.pt: optimizer, scheduler, data position, RNG states)."""
+projector=FILE, tokenizer=PATH, encoder, mmc, scan, llm, image_position=llava|first). --resume auto continues
+from the latest checkpoint in --output (trainer_state.pt: optimizer, scheduler, data position, RNG states)."""
 
 
 def model_options() -> set[str]:

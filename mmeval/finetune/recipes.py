@@ -2,15 +2,19 @@
 `--set key=value` overrides (every field overridable).
 
 The presets are part of each family's finetune spec (`ModelSpec.recipes`, declared in its adapter
-module with the sources its numbers were checked against): VL-Mamba trains like LLaVA-1.5
-(`model_adapters/vl_mamba.py`), Cobra like its released code (`model_adapters/cobra.py`).
+module with the sources its numbers were checked against): VL-Mamba trains with LLaVA-1.5's scripts
+(`model_adapters/vl_mamba.py`; the VL-Mamba paper states none of these numbers), Cobra like its
+released code (`model_adapters/cobra.py`). A preset may say field by field where each value comes
+from (`Recipe.sources`); `--set` overrides are recorded there as such, so `--print-recipe` tells a
+paper's (or its reference's) number from a user's.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 STAGES = ("align", "instruct")
 STAGE_ALIASES = {"finetune": "instruct", "pretrain": "align", "instruct": "instruct", "align": "align"}
@@ -25,7 +29,7 @@ class Recipe:
     trainable: tuple[str, ...] = ("projector",)  # subset of PARAM_GROUPS; the rest is frozen
     template: str = "chat"               # "plain" (align: caption only) | "chat" (model's chat template)
     epochs: int = 1
-    max_steps: Optional[int] = None      # overrides epochs when set
+    max_steps: int | None = None      # overrides epochs when set
     global_batch_size: int = 128
     per_device_batch_size: int = 16      # accumulation = global / (per_device * world)
     learning_rate: float = 2e-5
@@ -46,7 +50,8 @@ class Recipe:
     log_every: int = 1
     mixed_precision: str = "bf16"        # "bf16" autocast on CUDA (always fp32 on CPU) | "fp32"
     tensorboard: bool = False
-    source: str = ""
+    source: str = ""                     # where the preset comes from, in one line
+    sources: dict[str, str] = field(default_factory=dict)  # field -> where its value comes from
 
     def __post_init__(self):
         bad = [g for g in self.trainable if g not in PARAM_GROUPS]
@@ -58,6 +63,9 @@ class Recipe:
             raise ValueError(f"lr_scheduler must be 'cosine' or 'constant', got {self.lr_scheduler!r}")
         if self.warmup_rounding not in ("ceil", "floor"):
             raise ValueError(f"warmup_rounding must be 'ceil' or 'floor', got {self.warmup_rounding!r}")
+        unknown = sorted(set(self.sources) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ValueError(f"sources name unknown recipe field(s) {unknown}")
 
     def accumulation(self, world_size: int = 1) -> int:
         per_step = self.per_device_batch_size * world_size
@@ -89,7 +97,7 @@ def _coerce(name: str, value: Any, current: Any, ftype: Any) -> Any:
     v = value.strip()
     if name == "trainable":
         return tuple(x for x in v.replace("+", " ").replace("|", " ").split() if x)
-    if v.lower() in ("none", "null") and ("Optional" in str(ftype) or current is None):
+    if v.lower() in ("none", "null") and ("None" in str(ftype) or current is None):
         return None
     if isinstance(current, bool) or ftype in (bool, "bool"):
         if v.lower() in ("1", "true", "yes", "on"):
@@ -110,7 +118,7 @@ def _coerce(name: str, value: Any, current: Any, ftype: Any) -> Any:
     return v
 
 
-def get_recipe(model: str, stage: str, overrides: Optional[Mapping[str, Any]] = None) -> Recipe:
+def get_recipe(model: str, stage: str, overrides: Mapping[str, Any] | None = None) -> Recipe:
     """The paper preset for (model, stage) with `overrides` (values may be strings, as from --set)."""
     from mmeval.finetune.specs import get_spec
 
@@ -120,13 +128,16 @@ def get_recipe(model: str, stage: str, overrides: Optional[Mapping[str, Any]] = 
     if stage not in presets:
         raise ValueError(f"model {model} has no {stage} recipe; it has: {', '.join(presets)}")
     kw: dict[str, Any] = dict(model=model, stage=stage, **presets[stage])
+    sources = dict(kw.pop("sources", None) or {})
+    fixed = ("model", "stage", "source", "sources")  # not settable: they describe the preset
     fields = {f.name: f for f in dataclasses.fields(Recipe)}
     defaults = Recipe(model=model, stage=stage)
     for k, v in (overrides or {}).items():
-        if k not in fields or k in ("model", "stage"):
-            raise ValueError(f"unknown recipe field {k!r}; known: {', '.join(n for n in fields if n not in ('model', 'stage'))}")
+        if k not in fields or k in fixed:
+            raise ValueError(f"unknown recipe field {k!r}; known: {', '.join(n for n in fields if n not in fixed)}")
         kw[k] = _coerce(k, v, kw.get(k, getattr(defaults, k)), fields[k].type)
-    return Recipe(**kw)
+        sources[k] = f"--set {k}={v}"
+    return Recipe(**kw, sources=sources)
 
 
 def parse_set(items) -> dict[str, str]:

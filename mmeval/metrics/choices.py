@@ -20,7 +20,8 @@ from __future__ import annotations
 import math
 import re
 import string
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 LETTERS = string.ascii_uppercase
 CIRCULAR_BASE = 1_000_000
@@ -42,36 +43,25 @@ def is_missing(value: Any) -> bool:
 # ScienceQA
 # --------------------------------------------------------------------------------------------
 
-_ANSWER_IS_DOT = re.compile(r"The answer is ([A-E])\.")
-_ANSWER_IS = re.compile(r"The answer is ([A-E])")
-_LETTER_DOT_SPACE = re.compile(r"^([A-E])\. ")
+_ANSWER_IS = re.compile(r"The answer is ([A-Z]).")  # eval_science_qa.py's pattern: "." is any character
 
 
 def parse_sqa_llava(text: str, n_choices: int, options: str = "ABCDE") -> int:
-    """Index of the chosen option under LLaVA's eval_science_qa.py, or -1 when it fails.
-
-    Newlines become '. '; then the stripped text as a whole letter, a leading 'X. ', or
-    'The answer is X' (with or without the period) picks the letter, which must be one of the
-    problem's options."""
+    """Index of the chosen option under LLaVA's eval_science_qa.py (haotian-liu/LLaVA c121f04,
+    unchanged since ce1aa08), or -1 when it fails: the text as a whole letter, a leading 'X. ', or
+    exactly one match of 'The answer is X' followed by any character; the letter must be one of the
+    problem's choices (get_pred_idx). The text is stripped first, as model_vqa_science.py strips
+    the model's output before writing it."""
     opts = list(options)
-    pred = text.replace("\n", ". ")
-    answer = "FAILED"
-    if pred.strip() in opts:
-        answer = pred.strip()
+    pred = text.strip()
+    if pred in opts:
+        answer = pred
     elif len(pred) >= 3 and pred[0] in opts and pred[1:3] == ". ":
         answer = pred[0]
-    elif "The answer is " in pred:
-        m = _ANSWER_IS_DOT.search(pred) or _ANSWER_IS.search(pred)
-        if m and m.group(1) in opts:
-            answer = m.group(1)
-    # get_pred_idx: the letter must be within the problem's choices.
-    valid = opts[:n_choices]
-    if answer in valid:
-        return valid.index(answer)
-    m = _LETTER_DOT_SPACE.search(answer) or _ANSWER_IS_DOT.search(answer) or _ANSWER_IS.search(answer)
-    if m and m.group(1) in valid:
-        return valid.index(m.group(1))
-    return -1
+    else:
+        found = _ANSWER_IS.findall(pred)
+        answer = found[0] if len(found) == 1 else "FAILED"
+    return opts.index(answer) if answer in opts[:n_choices] else -1
 
 
 def parse_sqa_lmms_eval(text: str) -> str | None:

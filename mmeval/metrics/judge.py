@@ -4,16 +4,24 @@ cached on disk, plus the MM-Vet grader (its official prompt, score parsing and a
 Configuration (first found wins): task options ``judge_url``, ``judge_model``, ``judge_key``,
 ``judge_cache``; environment ``MMEVAL_JUDGE_URL``, ``MMEVAL_JUDGE_MODEL``, ``MMEVAL_JUDGE_KEY``
 (or ``OPENAI_API_KEY``), and ``MMEVAL_CACHE`` (the mmeval cache root; judge responses go to its
-``judge/`` folder). The default cache is ``~/.cache/mmeval/judge``.
+``judge/`` folder). The default cache is ``~/.cache/mmeval/judge``. Limits (task options):
+``judge_timeout`` (seconds per request, default 30), ``judge_deadline`` (seconds for a whole
+grading pass, default 1800) and ``judge_max_failures`` (failed requests in a row that stop the
+pass, default 3): a judge that never answers or refuses connections costs at most that, and the
+samples it did not grade stay pending (`grade_pending`), gradable later by `mmeval score`.
 
 The cache key is the SHA-256 of the request body (model, messages, temperature, max_tokens, ...;
-never the API key or URL), so a rerun with the same predictions sends no request at all. Only
-the standard library is used (``urllib``).
+never the API key or URL), so a rerun with the same predictions sends no request at all. Keys
+never leave the client: a URL shown in a message has its user info and query values (all but
+``api-version``) replaced by ``***``, and the key and those values are scrubbed from any text a
+server sent back. A URL's query string is kept when ``/chat/completions`` is added to its path.
+Only the standard library is used (``urllib``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import tempfile
@@ -21,17 +29,29 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from mmeval.errors import MMEvalError
+from mmeval.types import SampleRecord
 
-JUDGE_OPTIONS = ("judge_url", "judge_model", "judge_key", "judge_cache")
+JUDGE_OPTIONS = ("judge_url", "judge_model", "judge_key", "judge_cache", "judge_timeout", "judge_deadline",
+                 "judge_max_failures")
+DEFAULT_TIMEOUT_S = 30.0  # per request; a grade is a few tokens, an answer takes seconds
+DEFAULT_DEADLINE_S = 1800.0  # per grading pass (MM-Vet's 218 samples take minutes)
+DEFAULT_MAX_FAILURES = 3  # failed requests in a row before the rest is left pending
+SHOWN_QUERY_KEYS = frozenset({"api-version", "api_version"})  # query values that are not secrets
 
 
 class JudgeError(MMEvalError):
     """The judge endpoint could not be reached or answered something unusable."""
+
+
+class JudgeUnavailable(JudgeError):
+    """The grading pass stops: too many failed requests in a row, or its deadline passed."""
 
 
 def default_cache_dir() -> Path:
@@ -41,9 +61,87 @@ def default_cache_dir() -> Path:
 
 
 def chat_url(url: str) -> str:
-    """Accept a base URL ('http://host/v1') or the full chat-completions URL."""
-    url = url.rstrip("/")
-    return url if url.endswith("/chat/completions") else url + "/chat/completions"
+    """Accept a base URL ('http://host/v1') or the full chat-completions URL; a query string
+    ('?api-version=...&api-key=...') stays after the path."""
+    parts = urlsplit(url.strip())
+    path = parts.path.rstrip("/")
+    if not path.endswith("/chat/completions"):
+        path += "/chat/completions"
+    return urlunsplit(parts._replace(path=path))
+
+
+def _query_pieces(query: str) -> list[tuple[str, str, str]]:
+    return [piece.partition("=") for piece in query.split("&") if piece]
+
+
+def redact_url(url: str) -> str:
+    """The URL as it may be shown or written: user info and query values (but `api-version`) as ***."""
+    parts = urlsplit(url)
+    netloc = parts.netloc if "@" not in parts.netloc else "***@" + parts.netloc.rsplit("@", 1)[1]
+    query = "&".join(f"{k}={v}" if unquote(k).lower() in SHOWN_QUERY_KEYS else (f"{k}=***" if sep else "***")
+                     for k, sep, v in _query_pieces(parts.query))
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def url_secrets(url: str) -> list[str]:
+    """What `redact_url` hides, as written and unquoted (to scrub from other text)."""
+    parts = urlsplit(url)
+    found = []
+    if "@" in parts.netloc:
+        userinfo = parts.netloc.rsplit("@", 1)[0]
+        found += [userinfo, *userinfo.split(":", 1)]
+    for k, sep, v in _query_pieces(parts.query):
+        if unquote(k).lower() not in SHOWN_QUERY_KEYS:
+            found += [v, unquote(v)] if sep else [k, unquote(k)]
+    return [f for f in found if len(f) >= 4]  # shorter values would scrub ordinary words
+
+
+def redact_options(options: Mapping[str, str]) -> dict[str, str]:
+    """Task options as results files record them: the key hidden, the URL redacted."""
+    out = dict(options)
+    if out.get("judge_key"):
+        out["judge_key"] = "***"
+    if out.get("judge_url"):
+        out["judge_url"] = redact_url(out["judge_url"])
+    return out
+
+
+class CircuitBreaker:
+    """Stops a grading pass: after `max_failures` failed requests in a row, or once `deadline_s`
+    (counted from the first request) has passed. Open, every request raises JudgeUnavailable."""
+
+    def __init__(self, max_failures: int = DEFAULT_MAX_FAILURES, deadline_s: float | None = None):
+        self.max_failures, self.deadline_s = max_failures, deadline_s
+        self.reason: str | None = None
+        self._failures = 0
+        self._started: float | None = None
+        self._lock = threading.Lock()
+
+    def before_request(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if self._started is None:
+                self._started = now
+            if self.reason is None and self.deadline_s is not None and now - self._started >= self.deadline_s:
+                self.reason = f"its grading deadline of {self.deadline_s:g} s passed"
+            if self.reason is not None:
+                raise JudgeUnavailable(self.reason)
+
+    def remaining(self) -> float:
+        """Seconds left before the deadline (infinite without one)."""
+        if self.deadline_s is None or self._started is None:
+            return float("inf")
+        return max(0.0, self.deadline_s - (time.monotonic() - self._started))
+
+    def success(self) -> None:
+        with self._lock:
+            self._failures = 0
+
+    def failure(self, what: str) -> None:
+        with self._lock:
+            self._failures += 1
+            if self._failures >= self.max_failures and self.reason is None:
+                self.reason = f"{self._failures} requests in a row failed, the last with {what}"
 
 
 def request_key(body: Mapping[str, Any]) -> str:
@@ -52,20 +150,49 @@ def request_key(body: Mapping[str, Any]) -> str:
 
 @dataclass
 class JudgeClient:
-    """Chat completions with an on-disk cache. `calls` counts requests actually sent."""
+    """Chat completions with an on-disk cache. `calls` counts requests actually sent.
+
+    A request gets `timeout` seconds and is retried `retries` times (backoff 1 s, 2 s, ...) when the
+    failure may pass (a timeout, HTTP 408/409/429/5xx, a dropped connection), not when it will not
+    (a refused connection, another 4xx). With a `breaker`, every failed request counts towards it
+    and an open breaker stops the client at once. `deadline_s` and `max_failures` are the limits of
+    a grading pass (`grade_pending`)."""
 
     url: str
     model: str
-    key: str | None = None
+    key: str | None = field(default=None, repr=False)
     cache_dir: Path | None = None
-    timeout: float = 120.0
-    retries: int = 4
-    backoff: float = 2.0
+    timeout: float = DEFAULT_TIMEOUT_S
+    retries: int = 2
+    backoff: float = 1.0
+    breaker: CircuitBreaker | None = field(default=None, repr=False)
+    deadline_s: float | None = DEFAULT_DEADLINE_S
+    max_failures: int = DEFAULT_MAX_FAILURES
 
     def __post_init__(self) -> None:
         self.cache_dir = Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
         self.calls = 0
         self._lock = threading.Lock()
+
+    @property
+    def endpoint(self) -> str:
+        return chat_url(self.url)
+
+    @property
+    def shown_url(self) -> str:
+        """The endpoint as messages and files show it (secrets as ***)."""
+        return redact_url(self.endpoint)
+
+    def scrub(self, text: str) -> str:
+        """`text` with the endpoint redacted and the key and URL secrets replaced by ***."""
+        text = text.replace(self.endpoint, self.shown_url).replace(self.url, redact_url(self.url))
+        for secret in sorted({*url_secrets(self.url), *([self.key] if self.key else [])}, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
+
+    def guarded(self, breaker: CircuitBreaker) -> JudgeClient:
+        """The same endpoint and cache, counting failures on `breaker`."""
+        return replace(self, breaker=breaker)
 
     def _cache_path(self, key: str) -> Path:
         return self.cache_dir / key[:2] / f"{key}.json"
@@ -102,8 +229,10 @@ class JudgeClient:
         try:
             content = raw["choices"][0]["message"]["content"] or ""
         except (KeyError, IndexError, TypeError) as exc:
-            raise JudgeError(f"judge {self.url}: unexpected response (no choices[0].message.content): "
-                             f"{json.dumps(raw)[:200]}") from exc
+            if self.breaker is not None:
+                self.breaker.failure("an unexpected response")
+            raise JudgeError(self.scrub(f"judge {self.shown_url}: unexpected response (no choices[0].message.content): "
+                                        f"{json.dumps(raw)[:200]}")) from exc
         self._store(body, content, raw)
         return content
 
@@ -115,32 +244,93 @@ class JudgeClient:
         headers = {"Content-Type": "application/json"}
         if self.key:
             headers["Authorization"] = f"Bearer {self.key}"
-        last = ""
+        breaker, last = self.breaker, ""
         for attempt in range(self.retries + 1):
-            req = urllib.request.Request(chat_url(self.url), data=data, headers=headers, method="POST")
+            timeout = self.timeout
+            if breaker is not None:
+                breaker.before_request()
+                timeout = max(0.05, min(timeout, breaker.remaining()))
+            req = urllib.request.Request(self.endpoint, data=data, headers=headers, method="POST")
             try:
                 with self._lock:
                     self.calls += 1
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    return json.loads(resp.read().decode())
+                with urllib.request.urlopen(req, timeout=timeout) as resp:
+                    raw = json.loads(resp.read().decode())
+                if breaker is not None:
+                    breaker.success()
+                return raw
             except urllib.error.HTTPError as exc:
-                last = f"HTTP {exc.code}: {exc.read()[:200]!r}"
-                if exc.code not in (408, 409, 429) and exc.code < 500:
-                    break  # a client error will not go away by asking again
-            except (urllib.error.URLError, TimeoutError, ConnectionError, ValueError) as exc:
-                last = f"{type(exc).__name__}: {exc}"
+                last, again = f"HTTP {exc.code}: {_error_body(exc)!r}", exc.code in (408, 409, 429) or exc.code >= 500
+            except urllib.error.URLError as exc:  # could not connect: the reason says why
+                reason = exc.reason
+                last = f"{type(reason).__name__}: {reason}" if isinstance(reason, BaseException) else f"{reason}"
+                again = isinstance(reason, TimeoutError) or not isinstance(reason, OSError)  # not: refused, DNS
+            except (TimeoutError, OSError, http.client.HTTPException, ValueError) as exc:
+                last, again = f"{type(exc).__name__}: {exc}", not isinstance(exc, ConnectionRefusedError)
+            last = self.scrub(last)
+            if breaker is not None:
+                breaker.failure(last)
+                if breaker.reason is not None:
+                    raise JudgeUnavailable(breaker.reason)
+            if not again:
+                break  # a refused connection or a client error will not go away by asking again
             if attempt < self.retries:
-                time.sleep(self.backoff * (2 ** attempt))
-        raise JudgeError(f"judge {chat_url(self.url)} failed ({last})")
+                pause = self.backoff * (2 ** attempt)
+                time.sleep(min(pause, breaker.remaining()) if breaker is not None else pause)
+        raise JudgeError(f"judge {self.shown_url} failed ({last})")
+
+
+def _error_body(exc: urllib.error.HTTPError) -> bytes:
+    try:
+        return exc.read()[:200]
+    except Exception:  # noqa: BLE001 - the body of an error response is only for the message
+        return b""
+
+
+def _positive(options: Mapping[str, str], name: str, default: float, kind: type = float) -> Any:
+    text = options.get(name)
+    if text is None or str(text).strip() == "":
+        return kind(default)
+    try:
+        value = kind(str(text).strip())
+    except ValueError:
+        value = None
+    if value is None or not 0 < value < float("inf"):  # NaN fails too
+        raise JudgeError(f"task option {name}={text}: expected a positive {'whole ' if kind is int else ''}number")
+    return value
+
+
+def _check_url(url: str) -> None:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise JudgeError(f"judge URL {redact_url(url)}: expected http(s)://host[:port]/path, e.g. http://localhost:8000/v1")
+
+
+def check_judge_options(options: Mapping[str, str], env: Mapping[str, str] | None = None) -> None:
+    """Fail at once (not after answering) on a judge URL that is not http(s), or a judge_timeout,
+    judge_deadline or judge_max_failures that is not a positive number."""
+    env = os.environ if env is None else env
+    _positive(options, "judge_timeout", DEFAULT_TIMEOUT_S)
+    _positive(options, "judge_deadline", DEFAULT_DEADLINE_S)
+    _positive(options, "judge_max_failures", DEFAULT_MAX_FAILURES, int)
+    url = options.get("judge_url") or env.get("MMEVAL_JUDGE_URL")
+    if url:
+        _check_url(url)
 
 
 def judge_from_options(options: Mapping[str, str], default_model: str | None = None,
                        env: Mapping[str, str] | None = None) -> JudgeClient | None:
-    """A client from task options or the environment; None when no endpoint URL is configured."""
+    """A client from task options or the environment; None when no endpoint URL is configured.
+    The client counts its failures on a breaker without deadline (a task that asks the judge while
+    answering, as MMBench does, stops asking after `judge_max_failures` failures in a row)."""
     env = os.environ if env is None else env
+    timeout = _positive(options, "judge_timeout", DEFAULT_TIMEOUT_S)
+    deadline = _positive(options, "judge_deadline", DEFAULT_DEADLINE_S)
+    max_failures = _positive(options, "judge_max_failures", DEFAULT_MAX_FAILURES, int)
     url = options.get("judge_url") or env.get("MMEVAL_JUDGE_URL")
     if not url:
         return None
+    _check_url(url)
     model = options.get("judge_model") or env.get("MMEVAL_JUDGE_MODEL") or default_model
     if not model:
         raise JudgeError("a judge endpoint is set but no model: pass --task-args judge_model=NAME "
@@ -150,7 +340,50 @@ def judge_from_options(options: Mapping[str, str], default_model: str | None = N
     cache_dir = Path(cache).expanduser() if cache else None
     if cache_dir is None and env.get("MMEVAL_CACHE"):
         cache_dir = Path(env["MMEVAL_CACHE"]).expanduser() / "judge"
-    return JudgeClient(url=url, model=model, key=key or None, cache_dir=cache_dir)
+    return JudgeClient(url=url, model=model, key=key or None, cache_dir=cache_dir, timeout=timeout,
+                       deadline_s=deadline, max_failures=max_failures, breaker=CircuitBreaker(max_failures))
+
+
+def grade_pending(records: Sequence[SampleRecord], grade_one: Callable[[JudgeClient, SampleRecord], dict[str, Any]],
+                  client: JudgeClient, task: str, log: Callable[[str], None]) -> list[SampleRecord]:
+    """Grade the records whose scores say `pending` (errored ones are skipped) with `grade_one`
+    (client, record) -> the scores to add, under a fresh breaker with the client's deadline and
+    failure limit. A sample the judge fails on stays pending with its `judge_error`; once the
+    breaker opens, the rest stay pending untouched. One line says what happened."""
+    todo = [i for i, r in enumerate(records) if r.error is None and r.scores.get("pending")]
+    out = list(records)
+    if not todo:
+        return out
+    guarded = client.guarded(CircuitBreaker(client.max_failures, client.deadline_s))
+    graded, failed, stopped = 0, [], None
+    for i in todo:
+        rec = out[i]
+        try:
+            update = grade_one(guarded, rec)
+        except JudgeUnavailable as exc:
+            stopped = str(exc)
+            break
+        except JudgeError as exc:
+            error = guarded.scrub(str(exc))
+            out[i] = replace(rec, scores={**rec.scores, "judge_error": error})
+            failed.append(f"{rec.doc_id}: {error}")
+            continue
+        scores = {k: v for k, v in rec.scores.items() if k != "judge_error"}
+        scores.update(update)
+        out[i] = replace(rec, scores=scores)
+        graded += 1
+    left = len(todo) - graded
+    later = (f"grade them later with `mmeval score --task {task} --predictions <run folder>/{task}.samples.jsonl "
+             "--task-args judge_url=...`")
+    if stopped is not None:
+        log(f"{task}: judge {guarded.shown_url} stopped: {stopped}; {left} of {len(todo)} samples left pending "
+            f"(their answers are saved): {later}")
+    elif failed:
+        log(f"{task}: {len(failed)} of {len(todo)} samples left pending after judge errors (e.g. {failed[0]}); {later}")
+    else:
+        log(f"{task}: graded {graded} samples with judge {client.model} ({guarded.calls} requests sent, the rest "
+            "from the cache)")
+    return out
 
 
 def split_judge_options(options: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
@@ -288,13 +521,16 @@ def mmvet_aggregate(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
 
 class JudgedTask:
     """Mixin for a Task graded (or helped) by an LLM judge: takes the judge_* task options and
-    builds one client per protocol, with the protocol's default judge model (`judge_models`)."""
+    builds one client per protocol, with the protocol's default judge model (`judge_models`).
+    The judge options are recorded redacted and are not part of the run fingerprint (grading
+    comes after the answers)."""
 
     judge_models: dict[str, str] = {}
 
     def __init__(self, **options: str) -> None:
         judge, rest = split_judge_options(options)
         super().__init__(**rest)
+        check_judge_options(judge)
         self.judge_options = judge
         self._judges: dict[str, JudgeClient | None] = {}
 
@@ -302,3 +538,9 @@ class JudgedTask:
         if protocol not in self._judges:
             self._judges[protocol] = judge_from_options(self.judge_options, self.judge_models.get(protocol))
         return self._judges[protocol]
+
+    def recorded_options(self) -> dict[str, str]:
+        return redact_options(self.options)
+
+    def identity_options(self) -> dict[str, str]:
+        return {k: v for k, v in self.options.items() if k not in JUDGE_OPTIONS}

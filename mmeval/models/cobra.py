@@ -1,7 +1,14 @@
 """Cobra (Zhao et al., 2024, arXiv 2403.14520): DINOv2 + SigLIP patches -> MLP projector -> Mamba LM.
 
-What follows the released code (h-zhao1997/cobra) and its evaluation (h-zhao1997/vlm-evaluation,
-`vlm_eval/models/cobra.py`, same as TRI's prismatic wrapper):
+What follows the released code (h-zhao1997/cobra) and its evaluation (Cobra's fork of TRI's harness,
+h-zhao1997/vlm-evaluation at b0a691f, `vlm_eval/models/cobra.py`). That wrapper is TRI's prismatic
+one (`vlm_eval/models/prismatic.py`) except for TextVQA with OCR tokens: Cobra's moves the
+"Reference OCR token: ..." line before the question (b0a691f; its first commit fce0502 still built
+TRI's order), and the order is worth 15 TextVQA points (Cobra's v4 Table 7: 58.2 OCR first, 43.0 OCR
+last). The task builds that prompt (`tasks/textvqa.py`), not this module. The fork's `load` also casts
+the whole VLM to bf16 (`vlm.to(device, dtype=bf16)`), A_log and D of the Mamba LM included, so its scans
+read bf16-rounded values (log 3 = 1.0986 as 1.1016); here they stay float32 as mamba_ssm builds them
+(`mmeval/models/mamba/fp32_params.py`): a small numeric difference in the SSM, not a prompt difference.
 
 * model `cobra+3b` (`cobra/conf/models.py`): arch `no-align+fused-gelu-mlp`, vision
   `dinosiglip-vit-so-384px`, LLM `mamba-2.8b-zephyr` (xiuyul/mamba-2.8b-zephyr), image resize

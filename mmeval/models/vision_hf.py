@@ -26,6 +26,7 @@ LLaVA used) to float precision (tested).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -171,9 +172,12 @@ class VisionTower(nn.Module):
         hf_cfg = _hf_config(config)
         hf_cfg._attn_implementation = "sdpa"
         cls = CLIPVisionModel if self.kind == "clip" else SiglipVisionModel
-        self.model = cls(hf_cfg)
-        if device is not None or dtype is not None:
-            self.model.to(device=device, dtype=dtype)
+        # built and initialised on `device` (on a GPU in well under a second; SigLIP-SO400M's 400M
+        # weights cost the CPU ~30 s to initialise and then a copy), then cast to `dtype` there
+        with torch.device(device) if device is not None else contextlib.nullcontext():
+            self.model = cls(hf_cfg)
+        if dtype is not None:
+            self.model.to(dtype=dtype)
         self.source: str | None = None  # where pretrained weights came from, if any
         n = config["num_hidden_layers"]
         self._n_run = n + 1 + select_layer if select_layer < 0 else select_layer  # layers to run

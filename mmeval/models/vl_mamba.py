@@ -2,11 +2,13 @@
 arXiv 2403.13600): a vision tower (CLIP-ViT-L/14-336 or SigLIP-SO400M/14-384, LLaVA-style patch
 features), a MultiModal Connector (MLP | VSS-MLP | VSS-L2 with the BSM or CSM 2D scan, see
 ``connectors.py`` / ``vss.py``) and a pretrained Mamba LM; the projected image tokens replace the
-``<image>`` placeholder of a LLaVA-1.5 (vicuna_v1) prompt.
+``<image>`` placeholder of a LLaVA-1.5 (vicuna_v1) prompt, placed per ``image_position`` (LLaVA's
+place, or before the whole prompt as the paper's Eq. 7: ``PROMPT_TEMPLATE_DOC``).
 
 Paper default: SigLIP-SO + VSS-L2 + BSM + Mamba-2.8B-SlimPajama. Ablation axes
 (``VLMambaConfig``): ``encoder`` clip|siglip, ``mmc`` mlp|vss-mlp|vss-l2, ``scan`` bsm|csm, ``llm``
-one of ``LLM_PRESETS``; ``tiny=True`` gives test-sized towers/LM with the same structure.
+one of ``LLM_PRESETS`` (two of which the paper does not use: ``in_paper``); ``tiny=True`` gives
+test-sized towers/LM with the same structure.
 
 No VL-Mamba weights are public; the checkpoint layout is defined here, LLaVA-style:
 
@@ -54,35 +56,57 @@ EOS_TOKEN = "<|endoftext|>"
 # ------------------------------------------------------------------------------ prompt template
 SYSTEM_PROMPT = ("A chat between a curious human and an artificial intelligence assistant. "
                  "The assistant gives helpful, detailed, and polite answers to the human's questions.")
+IMAGE_POSITIONS = ("llava", "first")  # where the image tokens go: `image_position` (VLMambaConfig)
 PROMPT_TEMPLATE_DOC = """\
 The VL-Mamba prompt: LLaVA-1.5's conv_vicuna_v1 (llava/conversation.py, sep_style TWO, sep " ",
 sep2 "</s>") with the GPT-NeoX tokenizer of the Mamba LMs. The paper says it follows LLaVA and
-prints no template; this is the one place where the choice is made (`chat_segments`, which both
-inference and training use):
+prints no template, and does not say where the image goes; this is the one place where the choice
+is made (`chat_segments`, which both inference and training use):
 
+    image_position=llava (default):
     <|endoftext|>{SYSTEM} USER: <image>\\n{prompt} ASSISTANT:            (generation)
     ... ASSISTANT: {answer}<|endoftext|>USER: {next} ASSISTANT: ...      (training turns)
+    image_position=first:
+    <|endoftext|><image>{SYSTEM} USER: {prompt} ASSISTANT:
 
 * BOS: LLaVA's LLaMA tokenizer prepends <s>; GPT-NeoX has no BOS, and the Mamba LMs saw
   documents separated by <|endoftext|> (id 0), so <|endoftext|> is prepended as the BOS.
 * sep2 "</s>" (LLaMA's EOS, closing each assistant turn) becomes <|endoftext|>, GPT-NeoX's EOS,
   so generation stops at EOS (VLMRuntime's eos_token_id).
-* The image goes where LLaVA-1.5 puts it: "<image>\\n" at the start of the first user turn. As in
-  LLaVA's tokenizer_image_token, the text is split at "<image>" and each chunk tokenized on its own
-  (no special tokens), so the ids before the image are [BOS] + tok("{SYSTEM} USER: ") and those
-  after it tok("\\n{prompt} ASSISTANT:") -- the split VLMRuntime caches on.
-* Without an image the user turn is just "{prompt}".
+* `llava`: the image goes where LLaVA-1.5 puts it, "<image>\\n" at the start of the first user turn
+  (after "USER: "). As in LLaVA's tokenizer_image_token, the text is split at "<image>" and each chunk
+  tokenized on its own (no special tokens), so the ids before the image are [BOS] + tok("{SYSTEM} USER: ")
+  and those after it tok("\\n{prompt} ASSISTANT:") -- the split VLMRuntime caches on.
+* `first`: the image tokens before the whole text prompt, as the paper's Eq. 7 writes the LLM input
+  (the image tokens, then the text tokens); only the BOS precedes them, as in the alignment stage's
+  "plain" template ([BOS] <image> caption). The ids before the image are [BOS], those after it
+  tok("{SYSTEM} USER: {prompt} ASSISTANT:"), so one post-image state serves every question on an image.
+* Without an image the user turn is just "{prompt}" (both positions).
+* The position is part of the model: a checkpoint records it (config.json `vl_mamba.image_position`;
+  configs written before it existed mean `llava`), finetuning trains with it and evaluation asks with
+  it unless `image_position=` overrides it.
 """
 
 
+def check_image_position(value: str) -> str:
+    if value not in IMAGE_POSITIONS:
+        raise ValueError(f"image_position must be one of {', '.join(IMAGE_POSITIONS)}, got {value!r}")
+    return value
+
+
 def chat_segments(turns: Sequence[tuple[str, str | None]], has_image: bool = True,
-                  eos: str = EOS_TOKEN) -> list[tuple[Any, bool]]:
+                  eos: str = EOS_TOKEN, image_position: str = "llava") -> list[tuple[Any, bool]]:
     """The template as segments (`mmeval.models.chat`): "{SYSTEM} USER: " [IMAGE "\\n"]{msg} " ASSISTANT:",
     then the target " {answer}{eos}", then "USER: {msg} ASSISTANT:" ... (LLaVA-v1's rounds, joined
-    without separator). A last turn with answer None ends at "ASSISTANT:" (generation)."""
+    without separator). A last turn with answer None ends at "ASSISTANT:" (generation).
+    `image_position` "first": IMAGE, then the same rounds without an image."""
     from mmeval.models.chat import IMAGE
 
+    check_image_position(image_position)
     segs: list[tuple[Any, bool]] = []
+    if has_image and image_position == "first":
+        segs.append((IMAGE, False))
+        has_image = False
     for i, (user, answer) in enumerate(turns):
         head = (SYSTEM_PROMPT + " ") if i == 0 else ""
         if i == 0 and has_image:  # LLaVA moves <image> to the front of the first message: "<image>\\n{msg}"
@@ -94,16 +118,17 @@ def chat_segments(turns: Sequence[tuple[str, str | None]], has_image: bool = Tru
     return segs
 
 
-def conversation_text(turns: Sequence[tuple[str, Optional[str]]], has_image: bool = True) -> str:
+def conversation_text(turns: Sequence[tuple[str, Optional[str]]], has_image: bool = True,
+                      image_position: str = "llava") -> str:
     """Multi-turn LLaVA v1 text; a final turn with answer None ends at "ASSISTANT:" (generation)."""
     from mmeval.models.chat import render
 
-    return render(chat_segments(turns, has_image), IMAGE_PLACEHOLDER)
+    return render(chat_segments(turns, has_image, image_position=image_position), IMAGE_PLACEHOLDER)
 
 
-def build_prompt(prompt: str, has_image: bool = True) -> str:
+def build_prompt(prompt: str, has_image: bool = True, image_position: str = "llava") -> str:
     """The single-turn generation prompt (text, with the <image> placeholder)."""
-    return conversation_text([(prompt, None)], has_image)
+    return conversation_text([(prompt, None)], has_image, image_position)
 
 
 PROMPT_TEMPLATE = build_prompt("{prompt}")
@@ -120,13 +145,14 @@ def bos_token_id(tokenizer) -> int:
     return int(v)
 
 
-def chat_template(tokenizer):
-    """VL-Mamba's `ChatTemplate` (chat: `chat_segments`; align: LLaVA `--version plain`,
-    [BOS] <image> "{caption}\\n") bound to `tokenizer`."""
+def chat_template(tokenizer, image_position: str = "llava"):
+    """VL-Mamba's `ChatTemplate` (chat: `chat_segments` with the image at `image_position`; align: LLaVA
+    `--version plain`, [BOS] <image> "{caption}\\n") bound to `tokenizer`."""
     from mmeval.models.chat import ChatTemplate
 
     eos = tokenizer.eos_token or EOS_TOKEN
-    return ChatTemplate(tokenizer, lambda turns, has_image: chat_segments(turns, has_image, eos),
+    check_image_position(image_position)
+    return ChatTemplate(tokenizer, lambda turns, has_image: chat_segments(turns, has_image, eos, image_position),
                         plain_terminator="\n", bos_id=bos_token_id(tokenizer), image_token_id=IMAGE_TOKEN_INDEX)
 
 
@@ -144,10 +170,10 @@ def tokenize_with_image(text: str, tokenizer, image_token_id: int = IMAGE_TOKEN_
     return ids
 
 
-def split_prompt_ids(tokenizer, prompt: str, has_image: bool):
+def split_prompt_ids(tokenizer, prompt: str, has_image: bool, image_position: str = "llava"):
     """(before_image ids, after_image ids) of the generation prompt; their concatenation with
-    the image in between is exactly ``tokenize_with_image(build_prompt(prompt))``."""
-    split = chat_template(tokenizer).prompt_split(prompt, has_image)
+    the image in between is exactly ``tokenize_with_image(build_prompt(prompt, image_position=...))``."""
+    split = chat_template(tokenizer, image_position).prompt_split(prompt, has_image)
     return split.before_image, split.after_image
 
 
@@ -169,15 +195,34 @@ def build_tiny_tokenizer():
 
 
 # ------------------------------------------------------------------------------ configuration
-# The paper's LMs (Sec. 4.4.1: Mamba-1.4B, Mamba-2.8B-Pile, Mamba-2.8B-SlimPajama) plus the
-# other state-spaces size and Cobra's zephyr fine-tune; shapes from each hub config.json.
+# The paper's LMs (its LLM ablation, Table 2: Mamba-1.4B, Mamba-2.8B-Pile, Mamba-2.8B-SlimPajama) plus
+# two it does not use (in_paper False): the other state-spaces size and Cobra's zephyr fine-tune; shapes
+# from each hub config.json.
 LLM_PRESETS: dict[str, dict[str, Any]] = {
-    "mamba-790m": {"hub_id": "state-spaces/mamba-790m", "d_model": 1536, "n_layer": 48},
-    "mamba-1.4b": {"hub_id": "state-spaces/mamba-1.4b", "d_model": 2048, "n_layer": 48},
-    "mamba-2.8b": {"hub_id": "state-spaces/mamba-2.8b", "d_model": 2560, "n_layer": 64},  # Pile 300B
-    "mamba-2.8b-slimpj": {"hub_id": "state-spaces/mamba-2.8b-slimpj", "d_model": 2560, "n_layer": 64},
-    "mamba-2.8b-zephyr": {"hub_id": "xiuyul/mamba-2.8b-zephyr", "d_model": 2560, "n_layer": 64},
+    "mamba-790m": {"hub_id": "state-spaces/mamba-790m", "d_model": 1536, "n_layer": 48, "in_paper": False},
+    "mamba-1.4b": {"hub_id": "state-spaces/mamba-1.4b", "d_model": 2048, "n_layer": 48, "in_paper": True},
+    "mamba-2.8b": {"hub_id": "state-spaces/mamba-2.8b", "d_model": 2560, "n_layer": 64, "in_paper": True,
+                   "note": "Pile"},
+    "mamba-2.8b-slimpj": {"hub_id": "state-spaces/mamba-2.8b-slimpj", "d_model": 2560, "n_layer": 64,
+                          "in_paper": True, "note": "default, the paper's choice"},
+    "mamba-2.8b-zephyr": {"hub_id": "xiuyul/mamba-2.8b-zephyr", "d_model": 2560, "n_layer": 64, "in_paper": False,
+                          "note": "Cobra's LM"},
 }
+NOT_IN_PAPER = "not in the VL-Mamba paper"
+
+
+def llm_in_paper(llm: str) -> bool:
+    """Whether the VL-Mamba paper trains with this LLM preset (a name outside the presets: False)."""
+    return bool(LLM_PRESETS.get(LLM_ALIASES.get(llm, llm), {}).get("in_paper"))
+
+
+def llm_choices_help() -> str:
+    """The `llm=` choices, each marked with what it is and whether the paper uses it."""
+    parts = []
+    for name, p in LLM_PRESETS.items():
+        notes = ([p["note"]] if p.get("note") else []) + ([] if p["in_paper"] else [NOT_IN_PAPER])
+        parts.append(name + (f" ({'; '.join(notes)})" if notes else ""))
+    return " | ".join(parts)
 LLM_ALIASES = {"mamba-2.8b-pile": "mamba-2.8b", "slimpj": "mamba-2.8b-slimpj", "zephyr": "mamba-2.8b-zephyr"}
 TINY_LM = {"d_model": 32, "n_layer": 2, "vocab_size": 257, "ssm_cfg": {"d_state": 8}, "rms_norm": True,
            "residual_in_fp32": True, "fused_add_norm": True, "pad_vocab_size_multiple": 8}
@@ -202,6 +247,8 @@ class VLMambaConfig:
     vision_select_layer: int = -2
     vision_select_feature: str = "patch"
     image_aspect_ratio: str = "pad"
+    # where the image tokens go in the prompt (PROMPT_TEMPLATE_DOC): "llava" | "first" (the paper's Eq. 7)
+    image_position: str = "llava"
     # VSS hyper-parameters (paper-silent: VMamba SS2D defaults)
     vss_d_state: int = 16
     vss_expand: float = 2.0
@@ -219,6 +266,7 @@ class VLMambaConfig:
             raise ValueError(f"mmc must be one of {MMC_TYPES}, got {self.mmc!r}")
         if self.scan not in SCAN_MODES:
             raise ValueError(f"scan must be one of {SCAN_MODES}, got {self.scan!r}")
+        check_image_position(self.image_position)
         if self.llm not in LLM_PRESETS and self.lm_config is None:
             raise ValueError(f"llm must be one of {', '.join(LLM_PRESETS)}, got {self.llm!r}")
         if self.vision_tower is None and not self.tiny:
@@ -242,7 +290,9 @@ class VLMambaConfig:
         return LLM_PRESETS.get(self.llm, {}).get("hub_id")
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The fields, plus `llm_in_paper` (derived, ignored by `from_json`): False for the LLM presets the
+        paper does not use (mamba-790m, mamba-2.8b-zephyr), so a checkpoint and a result say so."""
+        return {**dataclasses.asdict(self), "llm_in_paper": llm_in_paper(self.llm)}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "VLMambaConfig":
@@ -493,11 +543,15 @@ class VLMamba(nn.Module):
         wfile = d / "model.safetensors"
         if not wfile.is_file():
             raise CheckpointError(f"vl-mamba checkpoint: missing model.safetensors in {d}")
-        sd = load_file(str(wfile))
+        from mmeval.models.mamba.checkpoint import empty_mamba_lm
+
+        # memory-mapped and copied straight to the device; the LM is not randomly initialised first
+        sd = load_file(str(wfile), device=str(device or "cpu"))
         included = bool(raw.get("mm_vision_tower_included")) or any(k.startswith("vision_tower.") for k in sd)
         tower = cls._tower(cfg, vision_tower or cfg.vision_tower, included, device, dtype,
                            allow_random_vision_tower)
-        model = cls(cfg, device=device, dtype=dtype, kernel=kernel, vision_tower=tower)
+        lm = empty_mamba_lm(cfg.mamba_config(), device, dtype, kernel)
+        model = cls(cfg, device=device, dtype=dtype, kernel=kernel, vision_tower=tower, lm=lm)
         model._load_checkpoint_state(sd, included, where=str(wfile))
         if vision_tower:
             model.cfg.vision_tower = vision_tower

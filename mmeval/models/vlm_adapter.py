@@ -110,6 +110,9 @@ class MambaVLMAdapter(Adapter):
     def generate(self, requests: Sequence[Request]) -> list[Prediction]:
         return self.runtime.generate(requests)
 
+    def free_memory(self) -> None:
+        self.runtime.free_memory()
+
     def identity(self) -> dict[str, Any]:
         if self._sha is None and self.checkpoint is not None and Path(self.checkpoint).exists():
             self._sha = sha256_of_path(self.checkpoint)
@@ -124,6 +127,8 @@ class MambaVLMAdapter(Adapter):
         return str(self.dtype).replace("torch.", "")
 
     def close(self) -> None:
+        if self.runtime is not None:
+            self.runtime.close()
         self.runtime = None  # type: ignore[assignment]
         self.model = None
         if torch.cuda.is_available():

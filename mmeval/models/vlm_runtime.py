@@ -11,14 +11,17 @@ full sequence instead; the two give the same tokens (tested).
 from __future__ import annotations
 
 import os
+import warnings
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
 import torch
 from torch.profiler import record_function
 
+from mmeval.models.image_workers import ImageProcesses
 from mmeval.types import ImageError, Prediction, Request
 
 
@@ -42,7 +45,7 @@ class VLMRuntime:
                  split_prompt: Callable[[str, bool], PromptSplit], eos_token_id: int | None,
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                  prefix_cache: bool = True, cache_images: int = 64, cuda_graphs: bool = False,
-                 candidate_prefix: str = ""):
+                 candidate_prefix: str = "", image_processes: bool | None = None):
         self.model, self.tokenizer, self.preprocess = model, tokenizer, preprocess
         self.split_prompt, self.eos_token_id = split_prompt, eos_token_id
         self.device, self.dtype = torch.device(device), dtype
@@ -52,6 +55,11 @@ class VLMRuntime:
         self._candidate_ids: dict[str, int] = {}
         self._pixels: dict[Any, Any] = {}  # image key -> preprocessed tensor, filled by prepare()
         self._pool: ThreadPoolExecutor | None = None
+        # images decoded and preprocessed in worker processes (default: on CUDA, where the main
+        # process's CPU time launches the GPU's work); threads otherwise (`image_workers`)
+        self._processes: ImageProcesses | None = None
+        if image_processes if image_processes is not None else self.device.type == "cuda":
+            self._processes = ImageProcesses(preprocess)
         # suffixes up to this many tokens are prefilled by a captured CUDA graph (with cuda_graphs)
         self.graph_prefill_max_len = 64
         # How the first answer word is spelled after this template's assistant cue: after
@@ -80,11 +88,20 @@ class VLMRuntime:
             return t.pin_memory().to(self.device, non_blocking=True)
         return t.to(self.device)
 
+    def _stack(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        """Stack preprocessed images on the device; on CUDA through one pinned host buffer (written
+        once by the stack, copied without a sync), then cast to the model's dtype there."""
+        if self.device.type != "cuda":
+            return torch.stack(tensors).to(self.dtype)
+        out = torch.empty((len(tensors), *tensors[0].shape), dtype=tensors[0].dtype, pin_memory=True)
+        torch.stack(tensors, out=out)
+        return out.to(self.device, non_blocking=True).to(self.dtype)
+
     def _pixel_batch(self, keys: list[Any]):
         tensors = [self._pixels.pop(k) for k in keys]
         if isinstance(tensors[0], dict):
-            return {k: self._to_device(torch.stack([t[k] for t in tensors])).to(self.dtype) for k in tensors[0]}
-        return self._to_device(torch.stack(tensors)).to(self.dtype)
+            return {k: self._stack([t[k] for t in tensors]) for k in tensors[0]}
+        return self._stack(tensors)
 
     def _encode(self, pixels) -> torch.Tensor:
         """Vision tower(s) -> LM-space tokens. On CUDA, attention avoids the cuDNN backend: for
@@ -108,7 +125,8 @@ class VLMRuntime:
 
     def prepare(self, requests: Sequence[Request]) -> None:
         """Background thread: decode and preprocess the images of the next batch, several at a
-        time (PIL and torch release the GIL), so the GPU does not wait on them."""
+        time (in worker processes when they are running, else threads: PIL and torch release the
+        GIL for part of the work), so the GPU does not wait on them."""
         todo = {}
         for req in requests:
             if not req.images:
@@ -125,12 +143,40 @@ class VLMRuntime:
             except ImageError:
                 pass  # generate() reports it for this request
 
+        if self._processes is not None and self._processes.ready and todo:
+            try:
+                for key, out in zip(todo, self._processes.preprocess(list(todo.values())), strict=True):
+                    if out is not None:
+                        self._pixels[key] = out
+                return
+            except BrokenProcessPool as exc:
+                warnings.warn(f"image worker processes stopped ({exc}); decoding images in threads from now on",
+                              stacklevel=2)
+                self._processes = None
         if len(todo) <= 1:
             list(map(work, todo.items()))
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="mmeval-img")
         list(self._pool.map(work, todo.items()))
+
+    def close(self) -> None:
+        """Stop the image workers (threads and processes)."""
+        if self._processes is not None:
+            self._processes.close()
+            self._processes = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+
+    def free_memory(self) -> None:
+        """Drop the cached image states and the model's captured CUDA graphs (all rebuilt on demand),
+        e.g. after a batch ran out of GPU memory: graphs captured for a batch size that no longer
+        runs would otherwise keep their memory pools."""
+        from mmeval.models.mamba.generation import release_cuda_graphs
+
+        self._states.clear()
+        release_cuda_graphs(self.model.lm)
 
     # ---- the batch ---------------------------------------------------------------------
     @torch.inference_mode()
@@ -234,7 +280,7 @@ class VLMRuntime:
         from mmeval.models.mamba.lm import right_pad_ids
 
         ids, lengths = right_pad_ids(suffixes)  # on the host, copied once: no host syncs
-        out = self.model.lm(input_ids=self._to_device(ids), lengths=lengths, state=MambaState.cat(states),
+        out = self.model.lm(input_ids=self._to_device(ids), lengths=lengths, state=MambaState.gather(states),
                             return_state=True, logits="last")
         return out.logits, out.state
 

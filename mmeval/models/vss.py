@@ -24,12 +24,13 @@ row k lists, for each step t of route k, the row-major index (r*w + c) of the pa
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+
+from mmeval.models.mamba.fp32_params import KeepsFP32Params
 
 SCAN_MODES = ("bsm", "csm")
 
@@ -91,12 +92,19 @@ def grid_size(n_patches: int) -> tuple[int, int]:
     return side, side
 
 
-class VSS(nn.Module):
+class VSS(KeepsFP32Params):
     """One VMamba SS2D-style selective-scan layer over a patch grid: [B, L, dim] -> [B, L, dim].
 
     Hyper-parameters the paper does not state take VMamba's SS2D defaults: d_state=16, expand=2
     (ssm_ratio), depthwise conv 3x3, dt_rank=ceil(dim/16), mamba_ssm's dt/A/D initialisation.
+    Parameter dtypes follow mamba_ssm's Mamba layer: ``A_log`` and ``D`` are float32 whatever the
+    model dtype and stay so through ``.to(dtype)`` (``KeepsFP32Params``); the step bias
+    ``dt_proj_bias`` and every other parameter take the model dtype. (VMamba's SS2D keeps all its
+    parameters float32; the forward math is the same either way: the scan reads A, D and the bias
+    as float32.)
     """
+
+    fp32_params = ("A_log", "D")
 
     def __init__(self, dim: int, scan_mode: str = "bsm", d_state: int = 16, expand: float = 2.0,
                  d_conv: int = 3, dt_rank: int | str = "auto", dt_min: float = 0.001, dt_max: float = 0.1,
@@ -120,8 +128,8 @@ class VSS(nn.Module):
         self.x_proj_weight = nn.Parameter(torch.empty(K, R + 2 * N, Di, **fk))
         self.dt_proj_weight = nn.Parameter(torch.empty(K, Di, R, **fk))
         self.dt_proj_bias = nn.Parameter(torch.empty(K, Di, **fk))
-        self.A_log = nn.Parameter(torch.empty(K, Di, N, **fk))
-        self.D = nn.Parameter(torch.empty(K, Di, **fk))
+        self.A_log = nn.Parameter(torch.empty(K, Di, N, device=device, dtype=torch.float32))
+        self.D = nn.Parameter(torch.empty(K, Di, device=device, dtype=torch.float32))
         self.out_norm = nn.LayerNorm(Di, eps=norm_eps, **fk)
         self.out_proj = nn.Linear(Di, dim, bias=bias, **fk)
         self._dt = (dt_min, dt_max, dt_init_floor)
@@ -149,7 +157,7 @@ class VSS(nn.Module):
             self._orders[key] = scan_orders(h, w, self.scan_mode).to(device)
         return self._orders[key]
 
-    def forward(self, x: Tensor, hw: Optional[tuple[int, int]] = None) -> Tensor:
+    def forward(self, x: Tensor, hw: tuple[int, int] | None = None) -> Tensor:
         Bsz, L, _ = x.shape
         h, w = hw if hw is not None else grid_size(L)
         K, Di, N, R = self.n_routes, self.d_inner, self.d_state, self.dt_rank

@@ -157,21 +157,24 @@ def task_options(result: Any) -> dict[str, str] | None:
 def textvqa_prompt_order(result: Any) -> str | None:
     """Where a TextVQA result's prompt put the OCR tokens: a key of ORDER_WORDS, None if not recorded.
 
-    From the task options: ``ocr=false`` -> no tokens; ``ocr=auto`` follows the protocol (off for
-    lmms-eval, as tasks/textvqa.py does); with tokens, ``prompt_order=ocr_first|ocr_last`` (or
-    ``ocr=first|last``) says where, and the default is after the question (LLaVA's question file).
+    From the task options as tasks/textvqa.py reads them: ``ocr=false`` -> no tokens; ``ocr=auto``
+    (the default) follows the protocol (off for lmms-eval); with tokens, ``ocr_order=first|last``
+    says where, and its default (``auto``) is first under prismatic (Cobra's fork of vlm-evaluation)
+    and after the question otherwise (LLaVA's question file, TRI's original).
     """
     opts = task_options(result)
     if opts is None:
         return None
-    if opts.get("prompt_order") in ORDER_WORDS:
-        return opts["prompt_order"]
+    protocol = _as_dict(result).get("protocol")
     ocr = opts.get("ocr", "auto").strip().lower()
     if ocr == "auto":
-        ocr = "false" if _as_dict(result).get("protocol") == "lmms-eval" else "true"
+        ocr = "false" if protocol == "lmms-eval" else "true"
     if ocr in ("false", "0", "no"):
         return "wo_ocr_tokens"
-    return "ocr_first" if ocr == "first" else "ocr_last"
+    order = opts.get("ocr_order", "auto").strip().lower()
+    if order == "auto":
+        order = "first" if protocol == "prismatic" else "last"
+    return "ocr_first" if order == "first" else "ocr_last"
 
 
 def _norm_split(split: Any) -> str:

@@ -310,7 +310,9 @@ CHANCE_METRIC = {"vqav2": "accuracy", "gqa": "accuracy", "scienceqa_img": "accur
                  "vsr": "accuracy"}
 
 
-def _write(task: str, directory: Path, rows: list[dict]) -> None:
+def write_rows(task: str, directory: Path, rows: list[dict]) -> None:
+    """A generator's rows written under `directory` by the task's own `write_layout` (VQAv2: the val
+    split with answers and test-dev without; TextVQA and VizWiz: their val split)."""
     from mmeval.registry import task_classes
 
     cls = task_classes()[task]
@@ -358,7 +360,7 @@ def _write_benchmarks(out: Path, seed: int, counts: str | int | dict | None, tas
     for i, task in enumerate(tasks):
         rng = random.Random(f"{seed}/{task}")
         rows, chance = GENERATORS[task](rng, n[task])
-        _write(task, out / task, rows)
+        write_rows(task, out / task, rows)
         manifest["tasks"][task] = {"rows": len(rows), "chance": None if chance is None else round(chance, 2),
                                    "chance_metric": CHANCE_METRIC[task]}
         if log:

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-DEMO_VERSION = "4"  # bump when the data generators or the training change
+DEMO_VERSION = "5"  # bump when the data generators or the training change
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mmeval.data.sources import find_path, has_parquet, read_lmms_lab
+from mmeval.data.sources import dataset_release, find_path, folder_source, has_parquet, read_lmms_lab_with_source
 from mmeval.errors import DataError
 from mmeval.metrics.caption import (
     RESAMPLE_METRICS,
@@ -64,7 +64,7 @@ class CaptionTask(Task):
     protocols = ("llava", "lmms-eval")
     default_protocol = "llava"
     lmms_eval_prompt = LLAVA_CAPTION_PROMPT
-    hub_id: ClassVar[str]
+    hub_id: ClassVar[str | tuple[str, ...]]
     split: ClassVar[str]
     PARQUET_COLUMNS: ClassVar[tuple[str, ...]]
     option_names: dict[str, tuple[str, ...] | None] = {"spice": ("auto", "true", "false", "1", "0", "yes", "no"),
@@ -81,14 +81,20 @@ class CaptionTask(Task):
     # -- data: the lmms-lab parquet copy (hub or local), else the first official file found
     def load_docs(self, data: Path | None) -> list[Doc]:
         if data is None or has_parquet(data):
-            rows = read_lmms_lab(self.hub_id, self.name, data, self.PARQUET_COLUMNS, self.split)
-            return self.docs_from_rows(rows, data)
+            rows, self.data_source = read_lmms_lab_with_source(self.hub_id, self.name, data, self.PARQUET_COLUMNS,
+                                                               self.split)
+            docs = self.docs_from_rows(rows, data)
+            self.data_source.questions = len(docs)  # one doc per image, whatever the rows are
+            return docs
         layouts = self.official_layouts()
         for name, read in layouts:
             path = find_path(data, [name])
             if path is not None:
-                return read(path, data)
-        raise DataError(f"{self.name}: {data} has neither parquet files ({self.hub_id} layout) nor "
+                docs = read(path, data)
+                self.data_source = folder_source("official", f"official {path.name}", self.split, data, [path],
+                                                 len(docs))
+                return docs
+        raise DataError(f"{self.name}: {data} has neither parquet files ({dataset_release(self.hub_id)} layout) nor "
                         + " nor ".join(name for name, _ in layouts))
 
     @abc.abstractmethod

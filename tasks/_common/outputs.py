@@ -19,7 +19,8 @@ def record_scores(record: Any) -> dict[str, Any]:
 
 
 def write_result_file(path: Path, obj: Any, indent: int | None = None) -> Path:
-    """Write a JSON output (submission, captions, results file) atomically; compact by default,
-    since a test-server submission can hold half a million answers."""
-    write_json_atomic(Path(path), obj, indent=indent)
+    """Write a JSON output (submission, captions, results file) atomically, byte for byte what
+    `json.dump(obj, f)` writes (LLaVA's convert_*_for_submission.py): one line, `", "`/`": "`
+    separators, ASCII escapes, no final newline."""
+    write_json_atomic(Path(path), obj, indent=indent, newline=False)
     return Path(path)

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from mmeval.bootstrap import bootstrap_ci, mean_of
+from mmeval.bootstrap import Units, bootstrap_ci, mean_of, resample_units
 
 
 def recs(correct):
@@ -63,3 +63,56 @@ def test_generic_path_accepts_tuples():
     ci = bootstrap_ci([(1, "a"), (0, "b")] * 20, lambda rs: {"m": 100 * sum(r[0] for r in rs) / len(rs)}, n_boot=200)
     lo, hi = ci["m"]
     assert 0 < lo < 50 < hi < 100
+
+
+# ---------------------------------------------------------------- clusters and strata (Units)
+def test_identical_clusters_give_a_zero_width_interval():
+    # every cluster holds one right and one wrong answer: any draw of whole clusters averages 50
+    records = [{"c": c, "correct": v} for c in range(20) for v in (1.0, 0.0)]
+    stat = mean_of("correct", 100, "accuracy")
+    clustered = bootstrap_ci(records, stat, units=Units(clusters=[r["c"] for r in records]))
+    assert clustered == {"accuracy": (50.0, 50.0)}
+    lo, hi = bootstrap_ci(records, stat)["accuracy"]  # single samples: a real spread
+    assert lo < 45 and hi > 55
+
+
+def test_strata_keep_their_size_hand_worked_interval():
+    # stratum a: four right answers, always all drawn; stratum b: one right, one wrong, two draws.
+    # mean = (4 + X) / 6 with X ~ Binomial(2, 1/2): 4/6, 5/6, 1 with probabilities 1/4, 1/2, 1/4,
+    # so the 2.5th and 97.5th percentiles are 4/6 and 1.
+    values = [1.0, 1.0, 1.0, 1.0, 1.0, 0.0]
+    ci = bootstrap_ci(values, units=Units(strata=list("aaaabb")), n_boot=2000)
+    assert ci["mean"] == pytest.approx((4 / 6, 1.0))
+    lo, _ = bootstrap_ci(values, n_boot=2000)["mean"]
+    assert lo < 0.6  # unstratified, stratum a can come up short
+
+
+def test_resample_keeps_clusters_whole_and_strata_sizes():
+    strata = ["a"] * 6 + ["b"] * 5
+    clusters = [0, 0, 1, 1, 2, 2, 0, 1, 2, 3, 4]
+    groups = Units(strata=strata, clusters=clusters).groups(len(strata))
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(300):
+        idx, slots = resample_units(groups, rng)
+        assert sum(i < 6 for i in idx) == 6 and sum(i >= 6 for i in idx) == 5
+        assert sorted(set(slots.tolist())) == list(range(3 + 5))  # one slot per drawn cluster
+        for slot in set(slots.tolist()):
+            members = sorted(idx[slots == slot].tolist())
+            assert members in ([0, 1], [2, 3], [4, 5]) or (len(members) == 1 and members[0] >= 6)
+        seen.update(idx.tolist())
+    assert seen == set(range(11))
+
+
+def test_relabel_keeps_two_draws_of_one_cluster_apart():
+    records = [{"c": c} for c in range(5) for _ in range(2)]
+    distinct = lambda rs: {"clusters": len({r["c"] for r in rs})}  # noqa: E731
+    units = Units(clusters=[r["c"] for r in records])
+    assert bootstrap_ci(records, distinct, n_boot=200, units=units)["clusters"][0] < 5  # draws merge
+    relabelled = Units(clusters=units.clusters, relabel=lambda r, slot: {"c": slot})
+    assert bootstrap_ci(records, distinct, n_boot=200, units=relabelled) == {"clusters": (5.0, 5.0)}
+
+
+def test_units_must_cover_every_record():
+    with pytest.raises(ValueError, match="3 clusters for 4 records"):
+        bootstrap_ci([1.0, 0.0, 1.0, 0.0], units=Units(clusters=[0, 0, 1]))

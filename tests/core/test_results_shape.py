@@ -20,7 +20,8 @@ RESULTS_KEYS = ["task", "protocol", "n", "n_errors", "metrics", "ci95", "headlin
                 "generation", "timings",
                 "versions", "device", "created", "run"]
 TIMINGS_KEYS = ["wall_s", "samples_timed", "samples_per_s", "tokens_per_s", "peak_memory_mb", "resumed_samples",
-                "processes"]
+                "processes", "batch_size", "data_s", "load_s", "first_answer_s", "warmup_s", "steady_samples_per_s",
+                "gpu_busy_pct"]
 SAMPLE_KEYS = ["doc_id", "prompt", "prediction", "target", "scores", "candidate_probs", "n_tokens", "error"]
 
 
@@ -36,7 +37,8 @@ def test_mock_run_results_samples_and_manifest_shapes(tmp_path):
     text = (run_dir / "pope.json").read_text()
     res = json.loads(text)
     assert text == json.dumps(res, indent=2) + "\n"  # the byte layout: indent 2, keys as written, final newline
-    assert list(res) == RESULTS_KEYS
+    assert list(res) == RESULTS_KEYS + ["notes"]  # POPE's lmms-lab copy under llava: a note says so
+    assert "not compare" in res["notes"]["data_note"]
     assert (res["task"], res["protocol"], res["headline"], res["run"]) == ("pope", "llava", "f1", "r")
     assert (res["n"], res["n_errors"]) == (15, 3)
     assert res["metrics"] and all(type(v) is float for v in res["metrics"].values())
@@ -51,6 +53,12 @@ def test_mock_run_results_samples_and_manifest_shapes(tmp_path):
     assert list(t) == TIMINGS_KEYS
     assert (t["samples_timed"], t["resumed_samples"], t["processes"]) == (18, 0, 1)
     assert type(t["wall_s"]) is float and t["samples_per_s"] > 0 and type(t["peak_memory_mb"]) is float
+    # the CLI's default batch size is auto: on the CPU 8 requests, so 18 pending run as 8 + 8 + 2
+    assert t["batch_size"] == 8 and type(t["load_s"]) is float and type(t["data_s"]) is float
+    assert t["load_s"] >= 0 and t["data_s"] > 0
+    assert type(t["first_answer_s"]) is float and t["first_answer_s"] > 0  # from the process's start
+    assert 0 <= t["warmup_s"] <= t["wall_s"]  # the first batch of 8 and the last of 2 are warm-up
+    assert t["steady_samples_per_s"] > 0 and t["gpu_busy_pct"] is None  # no GPU
     assert isinstance(res["versions"], dict) and "numpy" in res["versions"]
     assert res["device"].startswith("cpu")
     assert dt.datetime.fromisoformat(res["created"]).tzinfo is not None
@@ -68,8 +76,21 @@ def test_mock_run_results_samples_and_manifest_shapes(tmp_path):
     assert manifest["model"] == res["model"]
     assert list(manifest["tasks"]["pope"]) == ["fingerprint", "description"]
     description = manifest["tasks"]["pope"]["description"]
-    assert list(description) == ["task", "protocol", "task_version", "generation"]
-    assert description["generation"] == res["generation"]
+    assert list(description) == ["task", "protocol", "task_version", "generation", "task_args", "data"]
+    assert description["generation"] == res["generation"] and description["task_args"] == {}
+    assert list(description["data"]) == ["basis", "digest", "files"]
+    assert description["data"]["basis"] == "provenance" and len(description["data"]["digest"]) == 16
+    assert description["data"]["files"] == 1  # the one parquet file
+
+    # beside the samples file: the model and task fingerprints its lines were answered under
+    ident = json.loads((run_dir / "pope.samples.identity.json").read_text())
+    assert list(ident) == ["task", "model_fingerprint", "task_fingerprint", "model", "description"]
+    assert ident["model_fingerprint"] == manifest["model_fingerprint"] and ident["model"] == manifest["model"]
+    assert ident["task_fingerprint"] == manifest["tasks"]["pope"]["fingerprint"]
+    assert ident["description"] == description
+    assert sorted(p.name for p in run_dir.iterdir()) == [".lock", "pope.json", "pope.samples.identity.json",
+                                                         "pope.samples.jsonl", "run.json"]
+    assert (run_dir / ".lock").read_text() == ""  # released: no holder named
 
 
 class Noted(Task):

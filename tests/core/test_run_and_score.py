@@ -35,8 +35,8 @@ def test_run_writes_samples_and_results(pope_data, tmp_path):
                 "--no-progress", "--batch-size", "4")
     assert r.exit_code == 0, r.output
     run_dir = only_run_dir(out)
-    lines = [json.loads(l) for l in (run_dir / "pope.samples.jsonl").read_text().splitlines()]
-    assert len(lines) == 18 and len({l["doc_id"] for l in lines}) == 18
+    lines = [json.loads(x) for x in (run_dir / "pope.samples.jsonl").read_text().splitlines()]
+    assert len(lines) == 18 and len({x["doc_id"] for x in lines}) == 18
     assert {"doc_id", "prompt", "prediction", "target", "scores"} <= set(lines[0])
     res = json.loads((run_dir / "pope.json").read_text())
     assert res["n"] == 18 and res["protocol"] == "llava" and res["headline"] == "f1"
@@ -48,8 +48,8 @@ def test_run_writes_samples_and_results(pope_data, tmp_path):
     assert res["timings"]["samples_per_s"] > 0
     # the accuracy equals the share of correct samples in the log, averaged per category
     per_cat = {}
-    for l in lines:
-        per_cat.setdefault(l["scores"]["category"], []).append(l["scores"]["correct"])
+    for x in lines:
+        per_cat.setdefault(x["scores"]["category"], []).append(x["scores"]["correct"])
     expected = 100 * sum(sum(v) / len(v) for v in per_cat.values()) / len(per_cat)
     assert res["metrics"]["accuracy"] == pytest.approx(expected)
 
@@ -88,9 +88,33 @@ def test_samples_rescored_under_another_protocol(pope_data, tmp_path):
     assert r.exit_code == 0
 
 
+def test_run_and_score_load_the_protocols_reference_split(tmp_path):
+    """VQAv2's default split is each protocol's reference (vlm-evaluation: val): `run` and `score`
+    tell the task the protocol before it loads its documents."""
+    from PIL import Image
+
+    from tasks.vqav2 import VQAv2
+
+    rows = [{"question_id": 7 + i, "question": f"What number is this {i}?", "image_id": i, "answers": [str(i)] * 10,
+             "image": Image.new("RGB", (8, 8), (9 * i, 9, 9))} for i in range(3)]
+    VQAv2.write_layout(tmp_path / "data" / "vqav2", rows, split="val", layout="parquet")  # no test-dev files
+    out = tmp_path / "out"
+    r = run_cli("run", "--model", "mock", "--tasks", "vqav2", "--data", str(tmp_path / "data"), "--output", str(out),
+                "--protocol", "prismatic", "--no-progress")
+    assert r.exit_code == 0, r.output
+    res = json.loads((only_run_dir(out) / "vqav2.json").read_text())
+    assert res["n"] == 3 and res["data"]["split"] == "validation"  # the lmms-lab split name
+    scored = tmp_path / "scored.json"
+    r = run_cli("score", "--task", "vqav2", "--predictions", str(only_run_dir(out) / "vqav2.samples.jsonl"),
+                "--data", str(tmp_path / "data"), "--protocol", "prismatic", "--output", str(scored))
+    assert r.exit_code == 0, r.output
+    assert json.loads(scored.read_text())["metrics"] == res["metrics"]
+
+
 def test_rerun_resumes_without_redoing(pope_data, tmp_path):
     out = tmp_path / "out"
-    args = ["run", "--model", "mock", "--tasks", "pope", "--data", str(pope_data), "--output", str(out), "--no-progress"]
+    args = ["run", "--model", "mock", "--tasks", "pope", "--data", str(pope_data), "--output", str(out),
+            "--no-progress"]
     assert run_cli(*args, "--limit", "7").exit_code == 0
     run_dir = only_run_dir(out)
     first = (run_dir / "pope.samples.jsonl").read_text().splitlines()
@@ -119,8 +143,8 @@ def test_changed_protocol_never_mixes_into_old_run(pope_data, tmp_path):
 @pytest.mark.slow  # three `mmeval run` subprocesses, one of them slowed down to be killed mid-run
 def test_kill_9_mid_run_then_resume_matches_uninterrupted(tmp_path):
     """A run killed with SIGKILL mid-way, re-run, ends with the metrics of a clean run."""
-    from tests.conftest import pope_rows
     from tasks.pope import Pope
+    from tests.conftest import pope_rows
 
     data = tmp_path / "data"
     Pope.write_layout(data / "pope", pope_rows(n_images=20, per_image=3))

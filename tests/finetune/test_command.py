@@ -17,6 +17,12 @@ def test_help_and_print_recipe():
     r = CliRunner().invoke(finetune_command, ["--model", "cobra", "--stage", "align", "--data", __file__,
                                               "--set", "bogus=1", "--print-recipe"])
     assert r.exit_code != 0 and "unknown recipe field" in r.output
+    # VL-Mamba's numbers say where they come from: LLaVA-1.5's scripts, not the paper
+    r = CliRunner().invoke(finetune_command, ["--model", "vl-mamba", "--stage", "align", "--data", __file__,
+                                              "--set", "epochs=2", "--print-recipe"])
+    d = json.loads(r.output)
+    assert d["sources"]["learning_rate"].startswith("LLaVA-1.5 scripts/v1_5/pretrain.sh --learning_rate 1e-3")
+    assert d["sources"]["epochs"] == "--set epochs=2" and "not the VL-Mamba paper" in d["source"]
 
 
 def test_tiny_run_from_the_command_line(tmp_path):

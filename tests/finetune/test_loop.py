@@ -109,3 +109,27 @@ def test_two_process_fsdp_matches_one_process(tmp_path):
     m, _ = load_cobra(tmp_path / "two", vision_weights=str(tmp_path / "two" / "vision"))
     for k, v in one.model.lm.state_dict().items():
         assert torch.allclose(v, m.lm.state_dict()[k], atol=1e-5), k
+
+
+def test_image_position_trains_saves_and_evaluates_the_same(tmp_path):
+    """A model finetuned with image_position=first is saved with it and evaluated with it by default: the
+    adapter's prompt ids are the training ids; `--set image_position=` overrides an init checkpoint's."""
+    from mmeval.models.vl_mamba import IMAGE_TOKEN_INDEX, VLMamba, VLMambaConfig
+    from model_adapters.vl_mamba import VLMambaAdapter
+    from tests.finetune.helpers import training_prompt_ids
+
+    data = eight_samples(tmp_path)
+    torch.manual_seed(0)
+    model = VLMamba(VLMambaConfig(tiny=True, mmc="mlp", image_position="first"))
+    res = finetune("vl-mamba", _recipe("vl-mamba"), data, tmp_path, tmp_path / "out", tiny=True, max_steps=1,
+                   progress=False, model=model, tokenizer=vl_mamba_word_tokenizer())
+    a = VLMambaAdapter.from_args({"checkpoint": str(tmp_path / "out")})
+    assert a.model.cfg.image_position == "first"
+    split = a.split_prompt("What color is the image ?", True)
+    assert split.before_image == [0]
+    assert split.before_image + [IMAGE_TOKEN_INDEX] + split.after_image == \
+        training_prompt_ids("vl-mamba", res.model, res.tokenizer, "What color is the image ?", True)
+    spec = get_spec("vl-mamba")
+    back, _ = spec.build(True, str(tmp_path / "out"), {"image_position": "llava"}, "cpu", 0, "instruct")
+    assert back.cfg.image_position == "llava"
+    assert spec.build(True, str(tmp_path / "out"), {}, "cpu", 0, "instruct")[0].cfg.image_position == "first"

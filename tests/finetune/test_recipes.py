@@ -61,3 +61,44 @@ def test_specs_come_from_the_model_registry():
         get_spec("mock")
     with pytest.raises(ValueError, match="unknown model 'mock'"):
         get_recipe("mock", "align")
+
+
+def _numbers(text: str) -> list[float]:
+    out = []
+    for tok in text.replace("(", " ").replace(")", " ").replace(",", " ").split():
+        try:
+            out.append(float(tok))
+        except ValueError:
+            pass
+    return out
+
+
+@pytest.mark.parametrize("stage,script", [("align", "scripts/v1_5/pretrain.sh"),
+                                          ("instruct", "scripts/v1_5/finetune.sh")])
+def test_vl_mamba_numbers_credit_llava_not_the_paper(stage, script):
+    """Every VL-Mamba number says where it comes from: LLaVA-1.5's script for that stage or the HF Trainer's
+    defaults, and the number quoted there is the recipe's value; the paper is credited for the data only."""
+    r = get_recipe("vl-mamba", stage)
+    numeric = ["epochs", "global_batch_size", "per_device_batch_size", "learning_rate", "weight_decay", "adam_beta1",
+               "adam_beta2", "adam_eps", "max_grad_norm", "warmup_ratio", "max_length", "seed", "num_workers"]
+    for f in numeric + ["template", "trainable", "lr_scheduler", "warmup_rounding", "group_by_modality_length",
+                        "mixed_precision", "dataset"]:
+        src = r.sources[f]
+        assert script in src or src.startswith("Hugging Face Trainer default"), (f, src)
+        assert f == "dataset" or "paper" not in src, (f, src)
+    for f in numeric:
+        assert getattr(r, f) in _numbers(r.sources[f]), (f, getattr(r, f), r.sources[f])
+    assert "VL-Mamba paper" in r.sources["dataset"] and script in r.source and "c121f04" in r.source
+    per_device = 32 if stage == "align" else 16  # main's scripts: x 1 accumulation x 8 GPUs, never 16 x 4 x 4
+    assert (r.per_device_batch_size, r.global_batch_size) == (per_device, per_device * 8)
+    assert f"{per_device} per device x 1 accumulation x 8 GPUs" in r.sources["global_batch_size"]
+
+
+def test_overrides_are_recorded_as_such_and_descriptions_are_not_settable():
+    r = get_recipe("vl-mamba", "instruct", {"learning_rate": "1e-4"})
+    assert r.learning_rate == 1e-4 and r.sources["learning_rate"] == "--set learning_rate=1e-4"
+    assert "finetune.sh" in r.sources["epochs"]  # the rest keep their source
+    assert "learning_rate" not in get_recipe("cobra", "align", {"epochs": "2"}).sources
+    for k in ("source", "sources", "model"):
+        with pytest.raises(ValueError, match=f"unknown recipe field '{k}'"):
+            get_recipe("vl-mamba", "align", {k: "x"})

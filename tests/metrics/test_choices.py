@@ -19,9 +19,12 @@ from mmeval.metrics.choices import (can_infer, can_infer_option_lmms_eval, can_i
     ("A. the first one", 2, 0),        # 'X. ' prefix
     ("A.the first one", 2, -1),        # no space after the period
     ("The answer is B.", 2, 1),
-    ("I think The answer is C", 4, 2),
+    ("I think The answer is C,", 4, 2),
+    ("I think The answer is C", 4, -1),  # the pattern wants one character after the letter
+    ("The answer is A. The answer is B.", 2, -1),  # two matches fail
+    ("The answer is F.", 4, -1),       # a letter outside the options
     ("the answer is B.", 2, -1),       # case-sensitive
-    ("B\nbecause", 2, 1),              # newline -> '. ' makes it 'B. because'
+    ("B\nbecause", 2, -1),             # neither a lone letter nor 'B. '
     ("b", 2, -1),
     ("", 2, -1),
     ("Answer: B", 2, -1),

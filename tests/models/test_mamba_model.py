@@ -190,6 +190,32 @@ def test_state_batch_operations():
 
 
 @torch.no_grad()
+def test_gather_is_cat_with_shared_states():
+    """`MambaState.gather` (what the suffix prefill uses: the questions on one image share a state
+    object) gives exactly `cat`'s values, into new tensors or into given ones."""
+    m = tiny_model()
+    ids, _ = _ragged_batch([5, 5, 5])
+    s = m(ids, return_state=True, logits="none").state
+    a, b, pair = s[0], s[1], s[1:]  # two batch-1 states and a batch-2 one
+    entries = [b, a, a, pair, b, a]
+    want = MambaState.cat(entries)
+    got = MambaState.gather(entries)
+    assert got.batch_size == 7 and got.equal(want)
+    out = MambaState.cat(entries).clone()
+    for t in out.conv_states + out.ssm_states:
+        t.fill_(-1)
+    assert MambaState.gather(entries, out=out) is out and out.equal(want)  # written in place
+    distinct = [a, b, pair]
+    assert MambaState.gather(distinct).equal(MambaState.cat(distinct))
+    out = MambaState.cat(distinct).clone()
+    out.ssm_states[0].zero_()
+    MambaState.gather(distinct, out=out)
+    assert out.equal(MambaState.cat(distinct))
+    got.ssm_states[0].add_(1)  # new tensors: the sources are untouched
+    assert a.equal(s[0])
+
+
+@torch.no_grad()
 def test_bf16_and_layernorm_variants_run():
     m = tiny_model()
     ids, lens = _ragged_batch([6, 3])

@@ -76,6 +76,26 @@ def test_prompt_template_and_split(tok):
     assert ids.count(IMAGE_TOKEN_INDEX) == 1 and ids[-1] == 0  # the answer ends with EOS
 
 
+def test_image_position_first_puts_the_image_before_the_whole_prompt(tok):
+    """`first` (the paper's Eq. 7): [BOS] IMAGE then the whole text prompt; `llava`: after "USER: "."""
+    assert build_prompt("Q?", image_position="first") == "<image>" + SYSTEM_PROMPT + " USER: Q? ASSISTANT:"
+    assert build_prompt("Q?", has_image=False, image_position="first") == build_prompt("Q?", has_image=False)
+    assert conversation_text([("q1", "a1"), ("q2", None)], image_position="first") == \
+        "<image>" + SYSTEM_PROMPT + " USER: q1 ASSISTANT: a1<|endoftext|>USER: q2 ASSISTANT:"
+    text_ids = tok.encode(SYSTEM_PROMPT + " USER: is there a cat ? ASSISTANT:", add_special_tokens=False)
+    before, after = split_prompt_ids(tok, "is there a cat ?", True, image_position="first")
+    assert (before, after) == ([0], text_ids)
+    assert before + [IMAGE_TOKEN_INDEX] + after == \
+        tokenize_with_image(build_prompt("is there a cat ?", image_position="first"), tok)
+    lb, _ = split_prompt_ids(tok, "is there a cat ?", True)  # llava: the image after "USER: "
+    assert lb == [0] + tok.encode(SYSTEM_PROMPT + " USER: ", add_special_tokens=False)
+    assert split_prompt_ids(tok, "q", False, "first") == split_prompt_ids(tok, "q", False)
+    with pytest.raises(ValueError, match="image_position must be one of llava, first, got 'last'"):
+        build_prompt("Q?", image_position="last")
+    with pytest.raises(ValueError, match="image_position"):
+        VLMambaConfig(tiny=True, image_position="middle")
+
+
 def test_tiny_tokenizer_round_trip():
     t = build_tiny_tokenizer()
     ids = t.encode("Is there a cat? é", add_special_tokens=False)
@@ -109,6 +129,39 @@ def test_paper_default_full_size_builds_without_files():
     assert m.mm_projector.vss.dim == 2560 and m.mm_projector.linear1.in_features == 1152
     n = sum(p.numel() for p in m.parameters())
     assert 3.2e9 < n < 3.4e9, n  # 2.77B LM + 0.41B SigLIP + connector
+
+
+def test_llm_presets_not_in_the_paper_are_marked(tmp_path):
+    """mamba-790m and mamba-2.8b-zephyr are ours, not the paper's: the option help, `mmeval list models`,
+    the config (checkpoint) and the identity say so; the paper's LLMs are those of its ablation table."""
+    import csv
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from mmeval.cli import main
+    from mmeval.models.vl_mamba import LLM_PRESETS, llm_in_paper
+    from model_adapters.vl_mamba import VLMambaAdapter
+
+    table = Path(__file__).resolve().parents[2] / "results" / "published" / "vl_mamba_ablations.csv"
+    paper = {r["llm"].replace("mamba-2.8b-pile", "mamba-2.8b") for r in csv.DictReader(table.open()) if r["llm"]}
+    assert paper == {n for n in LLM_PRESETS if llm_in_paper(n)} == {"mamba-1.4b", "mamba-2.8b", "mamba-2.8b-slimpj"}
+    assert not llm_in_paper("mamba-790m") and not llm_in_paper("zephyr") and llm_in_paper("mamba-2.8b-pile")
+    help_text = VLMambaAdapter.options["llm"]
+    for name in LLM_PRESETS:
+        marked = f"{name} (" in help_text and help_text.split(f"{name} (")[1].split(")")[0].endswith(
+            "not in the VL-Mamba paper")
+        assert marked == (not llm_in_paper(name)), name
+    listing = CliRunner().invoke(main, ["list", "models"]).output
+    assert "mamba-790m (not in the VL-Mamba paper)" in listing and "Cobra's LM; not in the VL-Mamba paper" in listing
+    assert VLMambaConfig(tiny=True, llm="mamba-2.8b-zephyr").to_json()["llm_in_paper"] is False
+    with torch.device("meta"):
+        m = VLMamba(VLMambaConfig(llm="mamba-790m", mmc="mlp"), kernel="ref")
+    assert m.cfg.llava_config(False)["vl_mamba"]["llm_in_paper"] is False
+    assert VLMambaConfig.from_json(m.cfg.to_json()) == m.cfg  # the derived key is not a field
+    ident = VLMambaAdapter.from_args({"tiny": "1", "mmc": "mlp", "llm": "zephyr"}).identity()["config"]
+    assert (ident["llm"], ident["llm_in_paper"]) == ("mamba-2.8b-zephyr", False)
+    assert VLMambaAdapter.from_args({"tiny": "1", "mmc": "mlp"}).identity()["config"]["llm_in_paper"] is True
 
 
 # ------------------------------------------------------------------------------ training entry
@@ -175,6 +228,40 @@ def test_checkpoint_round_trip(tmp_path, tok, mmc, scan):
     loaded = VLMamba.from_pretrained(tmp_path, kernel="ref")
     assert (loaded.cfg.mmc, loaded.cfg.scan, loaded.cfg.encoder) == (mmc, scan, "siglip")
     assert torch.equal(_logits(loaded, tok), _logits(m, tok))
+
+
+def _ssm_fp32(m):
+    """(name, dtype) of every A_log / D in the model (connector and LM)."""
+    return {n: p.dtype for n, p in m.named_parameters() if n.endswith((".A_log", ".D"))}
+
+
+def test_bf16_model_keeps_a_log_and_d_fp32_and_loads_bf16_checkpoints(tmp_path):
+    """Built, cast or loaded in bf16, the connector's (and the LM's) A_log and D are fp32 (mamba_ssm);
+    a checkpoint written before, with them in bf16, still loads: the values are upcast exactly."""
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(0)
+    m = VLMamba(VLMambaConfig(tiny=True, mmc="vss-mlp", scan="csm"), kernel="ref", dtype=torch.bfloat16)
+    fp32 = _ssm_fp32(m)
+    assert "mm_projector.vss.A_log" in fp32 and "lm.backbone.layers.0.mixer.D" in fp32
+    assert set(fp32.values()) == {torch.float32}
+    assert m.mm_projector.vss.dt_proj_bias.dtype == m.mm_projector.mlp[0].weight.dtype == torch.bfloat16
+    m.save_pretrained(tmp_path / "new")
+    assert load_file(str(tmp_path / "new" / "model.safetensors"))["mm_projector.vss.D"].dtype == torch.float32
+    # a checkpoint of the earlier format: every tensor bf16
+    m.save_pretrained(tmp_path / "old")
+    f = tmp_path / "old" / "model.safetensors"
+    sd = {k: v.to(torch.bfloat16) for k, v in load_file(str(f)).items()}
+    with torch.no_grad():
+        sd["mm_projector.vss.A_log"] += 0.25  # make the loaded value observable
+    save_file(sd, str(f))
+    loaded = VLMamba.from_pretrained(tmp_path / "old", kernel="ref", dtype=torch.bfloat16)
+    assert set(_ssm_fp32(loaded).values()) == {torch.float32}
+    assert torch.equal(loaded.mm_projector.vss.A_log, sd["mm_projector.vss.A_log"].float())
+    loaded.to(torch.bfloat16)
+    assert set(_ssm_fp32(loaded).values()) == {torch.float32}
+    S = loaded.cfg.vision_config["image_size"]
+    assert torch.isfinite(loaded.encode_images(torch.randn(1, 3, S, S))).all()
 
 
 def test_strict_key_check_names_the_key(tmp_path):
@@ -287,6 +374,39 @@ def test_adapter_tiny(tmp_path, tok_file):
     assert ident["checkpoint"] == str(tmp_path / "ck") and len(ident["checkpoint_sha256"]) == 64
 
 
+def test_image_position_is_recorded_in_identity_and_checkpoint(tmp_path):
+    """The position is in the identity and the checkpoint config; a checkpoint is evaluated with its own
+    position unless image_position= overrides it (then the identity records both); old configs mean llava."""
+    from model_adapters.vl_mamba import VLMambaAdapter
+
+    d = VLMambaAdapter.from_args({"tiny": "1", "mmc": "mlp"}).identity()["config"]
+    assert d["image_position"] == "llava" and "checkpoint_image_position" not in d
+    assert "USER: <image>\n{prompt}" in d["prompt_template"] and "LLaVA-1.5" in d["image_placement"]
+    a = VLMambaAdapter.from_args({"tiny": "1", "mmc": "mlp", "image_position": "first"})
+    f = a.identity()["config"]
+    assert f["image_position"] == "first" and f["prompt_template"].startswith("<image>" + SYSTEM_PROMPT)
+    assert "Eq. 7" in f["image_placement"]
+    a.model.save_pretrained(tmp_path / "ck")
+    cfg_file = tmp_path / "ck" / "config.json"
+    assert json.loads(cfg_file.read_text())["vl_mamba"]["image_position"] == "first"
+    b = VLMambaAdapter.from_args({"tiny": "1", "checkpoint": str(tmp_path / "ck")})
+    assert b.model.cfg.image_position == "first" and b.split_prompt("q", True).before_image == [0]
+    ib = b.identity()["config"]
+    assert (ib["image_position"], ib["checkpoint_image_position"]) == ("first", "first")
+    c = VLMambaAdapter.from_args({"tiny": "1", "checkpoint": str(tmp_path / "ck"), "image_position": "llava"})
+    ic = c.identity()["config"]
+    assert (ic["image_position"], ic["checkpoint_image_position"]) == ("llava", "first")
+    assert len(c.split_prompt("q", True).before_image) > 1
+    with pytest.raises(ModelArgsError, match="model vl-mamba: image_position must be one of llava, first"):
+        VLMambaAdapter.from_args({"tiny": "1", "checkpoint": str(tmp_path / "ck"), "image_position": "last"})
+    # a config.json written before the option existed: LLaVA's position
+    raw = json.loads(cfg_file.read_text())
+    del raw["vl_mamba"]["image_position"]
+    cfg_file.write_text(json.dumps(raw))
+    old = VLMambaAdapter.from_args({"tiny": "1", "checkpoint": str(tmp_path / "ck")})
+    assert old.model.cfg.image_position == old.identity()["config"]["checkpoint_image_position"] == "llava"
+
+
 def test_adapter_default_tiny_tokenizer_and_unreadable_image():
     from model_adapters.vl_mamba import VLMambaAdapter
 
@@ -299,22 +419,26 @@ def test_adapter_default_tiny_tokenizer_and_unreadable_image():
 
 
 # ------------------------------------------------------------------------------ one template
-@pytest.mark.parametrize("tokenizer", ["word", "byte"])
-def test_inference_prompt_is_the_training_prompt(tokenizer, tok_file):
+@pytest.mark.parametrize("tokenizer,position", [("word", "llava"), ("byte", "llava"), ("word", "first"),
+                                                ("byte", "first")])
+def test_inference_prompt_is_the_training_prompt(tokenizer, position, tok_file):
     """The ids the adapter asks a question with (BOS + before the image, the image placeholder, after
-    it) are the finetune formatter's ids of the same conversation up to the answer."""
+    it) are the finetune formatter's ids of the same conversation up to the answer, for both image positions."""
     from model_adapters.vl_mamba import VLMambaAdapter
     from tests.finetune.helpers import training_prompt_ids
 
-    args = {"tiny": "1", "mmc": "mlp"} | ({"tokenizer": tok_file} if tokenizer == "word" else {})
+    args = {"tiny": "1", "mmc": "mlp", "image_position": position} | \
+        ({"tokenizer": tok_file} if tokenizer == "word" else {})
     a = VLMambaAdapter.from_args(args)
+    assert a.model.cfg.image_position == position
     for question in ("what color is the car ?", "is there a cat ?\nanswer the question using a single word ."):
         for has_image in (True, False):
             split = a.split_prompt(question, has_image)
             asked = split.before_image + ([IMAGE_TOKEN_INDEX] if has_image else []) + split.after_image
             assert asked == training_prompt_ids("vl-mamba", a.model, a.tokenizer, question, has_image)
             assert asked[0] == 0 and asked.count(IMAGE_TOKEN_INDEX) == int(has_image)
-    # and both are LLaVA's text tokenised as LLaVA does
+    # and both are the template's text tokenised as LLaVA does
     split = a.split_prompt("what color is the car ?", True)
     assert split.before_image + [IMAGE_TOKEN_INDEX] + split.after_image == \
-        tokenize_with_image(build_prompt("what color is the car ?"), a.tokenizer)
+        tokenize_with_image(build_prompt("what color is the car ?", image_position=position), a.tokenizer)
+    assert (split.before_image == [0]) == (position == "first")

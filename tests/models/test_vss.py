@@ -85,3 +85,39 @@ def test_vss_sees_both_ends_of_the_grid():
     for mode in ("bsm", "csm"):
         m = VSS(8, scan_mode=mode, d_state=4, kernel="ref")
         assert (m(x)[0, 0] - m(x2)[0, 0]).abs().max() > 1e-6
+
+
+def test_a_log_and_d_stay_float32_as_in_mamba_ssm():
+    """mamba_ssm creates A_log and D in fp32 whatever the dtype (the step bias takes the model dtype);
+    a later .to()/.half()/.bfloat16() must not round them (log 3 = 1.0986 would become 1.1016 in bf16)."""
+    m = VSS(8, d_state=4, kernel="ref", dtype=torch.bfloat16)
+    exact = torch.log(torch.arange(1, 5, dtype=torch.float32)).expand(2, m.d_inner, 4)
+    assert (m.A_log.dtype, m.D.dtype) == (torch.float32, torch.float32)
+    assert m.dt_proj_bias.dtype == m.x_proj_weight.dtype == m.in_proj.weight.dtype == torch.bfloat16
+    assert torch.equal(m.A_log, exact) and torch.equal(m.D, torch.ones(2, m.d_inner))
+    f = VSS(8, d_state=4, kernel="ref")
+    with torch.no_grad():
+        f.D.add_(torch.randn_like(f.D) * 1e-3)  # values bf16 cannot hold
+    d_before = f.D.detach().clone()
+    f.D.grad = torch.ones_like(f.D)
+    for convert in (lambda mod: mod.to(torch.bfloat16), lambda mod: mod.half(),
+                    lambda mod: mod.to("cpu", torch.float16)):
+        convert(f)
+        assert (f.A_log.dtype, f.D.dtype, f.D.grad.dtype) == (torch.float32,) * 3
+        assert torch.equal(f.A_log, exact) and torch.equal(f.D, d_before)
+        assert f.dt_proj_bias.dtype in (torch.bfloat16, torch.float16)
+        assert f.out_proj.weight.dtype == f.dt_proj_bias.dtype
+    assert isinstance(f.A_log, torch.nn.Parameter) and f.A_log.requires_grad
+    f.double()  # upcasting is not blocked
+    assert f.A_log.dtype == f.out_proj.weight.dtype == torch.float64
+
+
+def test_bf16_vss_is_close_to_fp32():
+    """The bf16 layer (fp32 A_log/D, bf16 rest) against the same weights in fp32."""
+    torch.manual_seed(2)
+    f = VSS(16, scan_mode="csm", d_state=4, kernel="ref")
+    b = VSS(16, scan_mode="csm", d_state=4, kernel="ref", dtype=torch.bfloat16)
+    b.load_state_dict(f.state_dict())
+    assert b.A_log.dtype == torch.float32 and torch.equal(b.A_log, f.A_log)
+    x = torch.randn(2, 16, 16)
+    torch.testing.assert_close(b(x.bfloat16()).float(), f(x), rtol=0.05, atol=0.05)

@@ -233,8 +233,8 @@ def cobra_runs(tmp_path: Path) -> Path:
         return measured(res, run, task, value, ci, config=config, protocol="prismatic", model="cobra", **kw)
 
     m("released", "pope", 88.0, (87.5, 88.5), ccfg(), data=POPE)
-    m("released", "textvqa", 58.0, (57.0, 59.0), ccfg(), data=TEXTVQA, task_args={"prompt_order": "ocr_first"})
-    m("released_last", "textvqa", 43.5, (42.5, 44.5), ccfg(), data=TEXTVQA, task_args={"ocr": "true"})
+    m("released", "textvqa", 58.0, (57.0, 59.0), ccfg(), data=TEXTVQA, task_args={"ocr_order": "first"})
+    m("released_last", "textvqa", 43.5, (42.5, 44.5), ccfg(), data=TEXTVQA, task_args={"ocr_order": "last"})
     m("released_pure", "textvqa", 48.0, (47.0, 49.0), ccfg(), data=TEXTVQA, task_args={"ocr": "false"})
     m("ldp", "pope", 87.0, (86.0, 87.4), ccfg("cobra-ldpnet+3b", "no-align+fused-ldpnet"), data=POPE)
     m("base", "pope", 89.2, (88.8, 89.6), ccfg("cobra-base+3b", llm="mamba-2.8b-slimpj"), data=POPE)

@@ -75,14 +75,16 @@ def test_protocol_split_and_partial_runs():
 
 def test_textvqa_prompt_order():
     tv = {"version": "textvqa-0.5.1", "split": "val", "questions": 5000}
-    first = result("textvqa", "prismatic", tv, task_args={"prompt_order": "ocr_first"})
-    last = result("textvqa", "prismatic", tv, task_args={"ocr": "true"})
+    first = result("textvqa", "prismatic", tv, task_args={"ocr_order": "first"})
+    last = result("textvqa", "prismatic", tv, task_args={"ocr": "true", "ocr_order": "last"})
     none = result("textvqa", "prismatic", tv, task_args={"ocr": "false"})
     unknown = result("textvqa", "prismatic", tv)
     assert [textvqa_prompt_order(r) for r in (first, last, none, unknown)] == [
         "ocr_first", "ocr_last", "wo_ocr_tokens", None]
     assert textvqa_prompt_order(result("textvqa", "lmms-eval", tv, task_args={})) == "wo_ocr_tokens"  # auto
     assert textvqa_prompt_order(result("textvqa", "llava", tv, task_args={})) == "ocr_last"
+    # prismatic's default is Cobra's fork: the OCR tokens first
+    assert textvqa_prompt_order(result("textvqa", "prismatic", tv, task_args={})) == "ocr_first"
     # Cobra v4 Table 2 prints the OCR-first number
     assert comparability("cobra", "v4", "textvqa", first) == (True, [])
     assert comparability("cobra", "v4", "textvqa", last) == (False, [

@@ -30,6 +30,11 @@ def test_end_to_end(tmp_path, layout):
     GQA.write_layout(tmp_path, ROWS, layout=layout)
     task = GQA()
     docs = task.load_docs(tmp_path)
+    src = task.data_source
+    assert (src.layout, src.version, src.split, src.questions) == (
+        ("lmms-lab-parquet", "lmms-lab/GQA", "testdev", 3) if layout == "parquet" else
+        ("official", "gqa-questions1.2", "testdev", 3))
+    assert len(src.files) == (2 if layout == "parquet" else 1)  # the two configs' parquet files
     assert [d.doc_id for d in docs] == [r["id"] for r in ROWS]
     assert [d.target for d in docs] == ["no", "man", "white"]
     assert docs[0].group_key == docs[1].group_key == "n161313"

@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from mmeval.scoring import sample_record
 from mmeval.types import ImageRef, Prediction
 from tasks.mmbench import MMBench
 from tasks.mme import MME
@@ -176,14 +177,15 @@ def test_mmvet(tmp_path, monkeypatch):
     monkeypatch.setattr(u, "get_chat_response", fake_chat)
     with fake_endpoint(lambda body: reply(body["messages"][0]["content"])) as (url, seen):
         task = MMVet(judge_url=url, judge_model="fake", judge_cache=str(tmp_path))
-        ours, theirs = [], []
+        records, docs, theirs = [], {}, []
         for r, p in zip(raw, preds):
-            doc = MMVet._doc(r["question_id"], r, IMG)
+            doc = docs[r["question_id"]] = MMVet._doc(r["question_id"], r, IMG)
             kw = {"pre_prompt": "First please perform reasoning, and think step by step to provide best answer to "
                                 "the following question: \n\n", "post_prompt": ""}
             assert task.request(doc, "lmms-eval").prompt == u.doc_to_text(r, kw)
-            ours.append(task.score(doc, Prediction(text=p), "lmms-eval"))
+            records.append(sample_record(task, "lmms-eval", doc, task.request(doc, "lmms-eval"), Prediction(text=p)))
             theirs.append(u.mmvet_process_results(r, [p])["gpt_eval_score"])
+        ours = [rec.scores for rec in task.grade(records, docs, "lmms-eval", lambda m: None)]  # the judge asked here
         assert [b["messages"][0]["content"] for b in seen] == their_prompts
     assert [s["score"] for s in ours] == [t["score"] for t in theirs]
     assert task.aggregate(ours, "lmms-eval")["total"] == u.mmvet_aggregate_results(theirs)

@@ -29,6 +29,8 @@ def test_val_end_to_end(tmp_path, layout):
     TextVQA.write_layout(tmp_path, ROWS, split="val", layout=layout)
     task = TextVQA()
     docs = task.load_docs(tmp_path)
+    assert (task.data_source.layout, task.data_source.version, task.data_source.questions) == (
+        ("lmms-lab-parquet", "lmms-lab/textvqa", 2) if layout == "parquet" else ("official", "textvqa-0.5.1", 2))
     assert [d.doc_id for d in docs] == ["34602", "34603"]
     assert docs[0].fields["ocr_tokens"] == ["DAKOTA", "DIGITAL", "Single-Use"]
     assert docs[0].images[0].load().size == (8, 8)
@@ -37,8 +39,11 @@ def test_val_end_to_end(tmp_path, layout):
     assert llava.prompt == ("What is the brand of this camera?\nReference OCR token: DAKOTA, DIGITAL, Single-Use"
                             + SUFFIX)
     assert llava.generation.max_new_tokens == 128
-    # prismatic appends the instruction to LLaVA's text, which already ends with it.
-    assert task.request(docs[0], "prismatic").prompt == llava.prompt + SUFFIX
+    # prismatic: Cobra's fork moves the OCR line first; TRI's original appends the instruction to
+    # LLaVA's text, which already ends with it.
+    assert task.request(docs[0], "prismatic").prompt == (
+        "Reference OCR token: DAKOTA, DIGITAL, Single-Use" + SUFFIX + "\nWhat is the brand of this camera?" + SUFFIX)
+    assert TextVQA(ocr_order="last").request(docs[0], "prismatic").prompt == llava.prompt + SUFFIX
     lm = task.request(docs[0], "lmms-eval")
     assert lm.prompt == "What is the brand of this camera?" + SUFFIX  # lmms-eval's default: no OCR
     assert lm.generation.stop == ("ASSISTANT:",)
@@ -53,16 +58,6 @@ def test_val_end_to_end(tmp_path, layout):
         assert [s["correct"] for s in scores] == pytest.approx([0.6, 1.0])
         assert task.aggregate(scores, protocol) == {"accuracy": pytest.approx(80.0)}
     assert task.finalize([], tmp_path, "llava") == {"ocr_tokens_in_prompt": True}
-
-
-def test_llava_question_file_is_used_verbatim(tmp_path):
-    TextVQA.write_layout(tmp_path, ROWS, split="val", layout="official")
-    text = "What is the brand of this camera?\nReference OCR token: Dakota, Camera" + SUFFIX
-    (tmp_path / "llava_textvqa_val_v051_ocr.jsonl").write_text(json.dumps(
-        {"question_id": 34602, "image": "003a8ae2ef43b901.jpg", "text": text}) + "\n")
-    docs = TextVQA().load_docs(tmp_path)
-    assert TextVQA().request(docs[0], "llava").prompt == text
-    assert TextVQA(ocr="false").request(docs[0], "prismatic").prompt == "What is the brand of this camera?" + SUFFIX
 
 
 def test_test_split_submission(tmp_path):
@@ -80,6 +75,8 @@ def test_test_split_submission(tmp_path):
 def test_errors(tmp_path):
     with pytest.raises(UnknownNameError):
         TextVQA(ocr="maybe")
+    with pytest.raises(UnknownNameError, match="ocr_order"):
+        TextVQA(ocr_order="middle")
     (tmp_path / "e").mkdir()
     with pytest.raises(DataError, match="TextVQA_0.5.1_val.json"):
         TextVQA().load_docs(tmp_path / "e")

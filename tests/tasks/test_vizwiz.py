@@ -33,6 +33,8 @@ def test_val_end_to_end(tmp_path, layout):
     VizWiz.write_layout(tmp_path, ROWS, split="val", layout=layout)
     task = VizWiz()
     docs = task.load_docs(tmp_path)
+    assert (task.data_source.layout, task.data_source.version, task.data_source.questions) == (
+        ("lmms-lab-parquet", "lmms-lab/VizWiz-VQA", 3) if layout == "parquet" else ("official", "vizwiz-vqa", 3))
     assert [d.doc_id for d in docs] == [r["name"] for r in ROWS]
     assert [d.fields["answerable"] for d in docs] == [1, 0, 1]
     assert docs[2].images[0].load().size == (8, 8)

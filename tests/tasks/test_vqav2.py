@@ -35,6 +35,13 @@ def test_val_end_to_end(tmp_path, layout):
     VQAv2.write_layout(tmp_path, ROWS, split="val", layout=layout)
     task = VQAv2(split="val")
     docs = task.load_docs(tmp_path)
+    src = task.data_source
+    assert (src.layout, src.version, src.split, src.questions) == (
+        ("lmms-lab-parquet", "lmms-lab/VQAv2", "validation", 3) if layout == "parquet" else
+        ("official", "vqa-v2.0", "val", 3))
+    assert {f.name for f in src.files} == ({"data/validation-00000-of-00001.parquet"} if layout == "parquet" else
+                                           {"v2_OpenEnded_mscoco_val2014_questions.json",
+                                            "v2_mscoco_val2014_annotations.json"})
     assert [d.doc_id for d in docs] == ["101", "102", "201"]
     assert docs[0].target == ["two", "two", "2", "2", "3", "3", "3", "3", "3", "3"]
     assert docs[0].images[0].load().size == (8, 8)

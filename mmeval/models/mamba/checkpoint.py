@@ -74,13 +74,15 @@ def resolve_checkpoint_dir(name_or_path: PathLike) -> Path:
 
 
 # ---------------------------------------------------------------------------- reading
-def _load_file(path: Path) -> dict[str, Tensor]:
+def _load_file(path: Path, device: str | torch.device = "cpu") -> dict[str, Tensor]:
+    """The tensors of one weights file: safetensors memory-mapped and copied straight to `device`
+    (no whole-file copy in host memory), torch files memory-mapped on the host."""
     if not path.is_file():
         raise CheckpointError(f"missing weights file {path.name} in {path.parent}")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
-            return load_file(str(path), device="cpu")
+            return load_file(str(path), device=str(device))
         try:
             return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError:  # legacy (non-zip) files cannot be memory-mapped
@@ -108,8 +110,9 @@ def _weight_files(d: Path) -> list[Path]:
                           "(or a sharded *.index.json)")
 
 
-def read_checkpoint(d: PathLike):
-    """-> (MambaConfig, raw state dict with mamba_ssm names) from a checkpoint directory."""
+def read_checkpoint(d: PathLike, device: str | torch.device = "cpu"):
+    """-> (MambaConfig, raw state dict with mamba_ssm names) from a checkpoint directory; safetensors
+    tensors are read onto `device`."""
     d = Path(d)
     if not d.is_dir():
         raise CheckpointError(f"checkpoint directory not found: {d}")
@@ -122,7 +125,7 @@ def read_checkpoint(d: PathLike):
         raise CheckpointError(f"bad config {cfg_path}: {_one_line(e)}") from None
     sd: dict[str, Tensor] = {}
     for f in _weight_files(d):
-        for k, v in _load_file(f).items():
+        for k, v in _load_file(f, device).items():
             sd[_HF_RENAMES.get(k, k)] = v
     return cfg, sd
 
@@ -175,17 +178,24 @@ def load_mamba_lm(
     """Load a Mamba-1 LM from a checkpoint directory (mamba_ssm or transformers layout) or a
     hub id. ``dtype`` None keeps the checkpoint's embedding dtype; A_log and D stay float32."""
     d = resolve_checkpoint_dir(name_or_path)
-    cfg, sd = read_checkpoint(d)
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    cfg, sd = read_checkpoint(d, device)
     emb = sd.get("backbone.embedding.weight")
     if dtype is None:
         dtype = emb.dtype if emb is not None and emb.is_floating_point() else torch.float32
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    with torch.device("meta"):
-        model = MambaLM(cfg, dtype=dtype, kernel=kernel)
-    model = model.to_empty(device=device)
-    model.tie_weights()
+    model = empty_mamba_lm(cfg, device, dtype, kernel)
     load_state_into(model, sd, where=f"checkpoint {d}")
     return model.eval()
+
+
+def empty_mamba_lm(cfg: MambaConfig, device, dtype, kernel: str = "auto") -> MambaLM:
+    """A MambaLM with uninitialised weights on `device` (built on the meta device: no random init,
+    which costs the CPU minutes at the 2.8B size), for weights that a checkpoint then fills."""
+    with torch.device("meta"):
+        model = MambaLM(cfg, dtype=dtype, kernel=kernel)
+    model = model.to_empty(device=torch.device(device) if device is not None else torch.device("cpu"))
+    model.tie_weights()
+    return model
 
 
 def save_mamba_lm(model: MambaLM, directory: PathLike) -> Path:

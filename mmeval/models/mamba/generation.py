@@ -133,9 +133,7 @@ class CudaGraphPrefill:
         self._len_host.copy_(lengths)
         self.ids.copy_(self._ids_host, non_blocking=True)
         self.lengths.copy_(self._len_host, non_blocking=True)
-        for i in range(len(self.state)):  # write the inputs' states straight into the static buffers
-            torch.cat([st.conv_states[i] for st in states], 0, out=self.state.conv_states[i])
-            torch.cat([st.ssm_states[i] for st in states], 0, out=self.state.ssm_states[i])
+        MambaState.gather(states, out=self.state)  # the inputs' states straight into the static buffers
         self.graph.replay()
         return self.logits, self.out_state
 
@@ -163,6 +161,12 @@ def get_cuda_graph_step(model, batch_size: int, vocab_size: int | None = None) -
     if key not in cache:
         cache[key] = CudaGraphStep(model, batch_size, vocab_size=vocab_size)
     return cache[key]
+
+
+def release_cuda_graphs(model) -> None:
+    """Forget the model's captured prefill and decoding graphs (their memory pools go with them)."""
+    model.__dict__.pop("_mamba_cuda_graph_prefills", None)
+    model.__dict__.pop("_mamba_cuda_graphs", None)
 
 
 def _eos_set(eos_token_id) -> set:

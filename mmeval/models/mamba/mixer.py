@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import MambaConfig
+from .fp32_params import KeepsFP32Params
 from .ops import causal_conv1d, causal_conv1d_step, fused_add_norm, selective_scan, selective_state_step
 
 
@@ -46,7 +47,9 @@ def _rows(t: Tensor) -> Tensor:
     return t.permute(0, 2, 1).reshape(-1, t.shape[1])
 
 
-class MambaMixer(nn.Module):
+class MambaMixer(KeepsFP32Params):
+    fp32_params = ("A_log", "D")  # float32 whatever the model dtype, through .to() too (fp32_params.py)
+
     def __init__(self, cfg: MambaConfig, layer_idx: int = 0, device=None, dtype=None):
         super().__init__()
         fk = {"device": device, "dtype": dtype}

@@ -43,6 +43,41 @@ class MambaState:
             [torch.cat([s.ssm_states[i] for s in states], 0) for i in range(n)],
         )
 
+    @staticmethod
+    def gather(states: Sequence[MambaState], out: MambaState | None = None) -> MambaState:
+        """`cat(states)` where many entries are the same object (the questions on one image share
+        its prefix state): the distinct states are concatenated once per layer and their rows
+        picked with one index_select, instead of a cat over every entry (at batch 512 that is 128
+        cats of 512 inputs each, tens of milliseconds of host time per batch). Written into the
+        tensors of `out` when given (a CUDA graph's static input). The same values as `cat`."""
+        states = list(states)
+        distinct = list({id(s): s for s in states}.values())
+        if len(distinct) == len(states):  # nothing shared: a plain concatenation
+            if out is None:
+                return MambaState.cat(states)
+            for i in range(len(out)):
+                torch.cat([s.conv_states[i] for s in states], 0, out=out.conv_states[i])
+                torch.cat([s.ssm_states[i] for s in states], 0, out=out.ssm_states[i])
+            return out
+        first, offset = {}, 0
+        for s in distinct:
+            first[id(s)] = offset
+            offset += s.batch_size
+        rows = torch.tensor([r for s in states for r in range(first[id(s)], first[id(s)] + s.batch_size)])
+        device = distinct[0].device
+        rows = rows.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else rows.to(device)
+
+        def pick(parts: list[Tensor], dst: Tensor | None) -> Tensor:
+            src = torch.cat(parts, 0) if len(parts) > 1 else parts[0]
+            return src.index_select(0, rows) if dst is None else torch.index_select(src, 0, rows, out=dst)
+
+        n = len(distinct[0])
+        conv = [pick([s.conv_states[i] for s in distinct], out.conv_states[i] if out is not None else None)
+                for i in range(n)]
+        ssm = [pick([s.ssm_states[i] for s in distinct], out.ssm_states[i] if out is not None else None)
+               for i in range(n)]
+        return out if out is not None else MambaState(conv, ssm)
+
     # ---------------------------------------------------------------- properties
     def __len__(self) -> int:
         return len(self.conv_states)
