@@ -10,7 +10,7 @@ PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider
 GPU ?= $(shell $(BIN)/python -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null || echo 0)
 NO_GPU_TESTS = $(filter-out 1,$(GPU))
 
-.PHONY: install test test-all lint demo paper-table bench clean
+.PHONY: install test test-all lint demo demo-train paper-table bench clean
 
 # The library's dependencies are ranges (pyproject.toml); constraints.txt holds the exact releases of the
 # dev/CI machines (they lie on their disk), so `make install` needs no download for torch.
@@ -35,6 +35,11 @@ lint: install
 
 demo: install
 	$(BIN)/python -m mmeval.demo
+
+# Retrain the shipped demo models from scratch (both side by side, ~10 min on 2 CPU cores) and say whether
+# they equal mmeval/synth/demo_weights/ bit for bit; REPLACE=1 makes the result the shipped weights.
+demo-train: install
+	$(BIN)/python -m mmeval.synth.demo_train $(if $(filter 1,$(REPLACE)),--replace)
 
 paper-table: install
 	$(BIN)/mmeval report paper --paper vl-mamba --results results/runs --out reports

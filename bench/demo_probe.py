@@ -5,8 +5,8 @@ answer-token loss. A model that reads the picture scores well above chance with 
 and near chance with the wrong one; the same score both ways means it answers from the question
 alone. This is how the demo settings were chosen (docs/quickstart.md).
 
-    python bench/demo_probe.py --model vl-mamba --checkpoint .cache/mmeval-demo/vl-mamba/checkpoint
-    python bench/demo_probe.py --model cobra --checkpoint .cache/mmeval-demo/cobra/checkpoint --out probe.json
+    python bench/demo_probe.py --model vl-mamba --checkpoint mmeval/synth/demo_weights/vl-mamba
+    python bench/demo_probe.py --model cobra --checkpoint mmeval/synth/demo_weights/cobra --out probe.json
 """
 from __future__ import annotations
 

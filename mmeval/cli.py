@@ -6,6 +6,8 @@ import contextlib
 import errno
 import json
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -157,17 +159,21 @@ def main() -> None:
 @click.option("--bootstrap", type=int, default=1000, show_default=True,
               help="Bootstrap resamples for 95% CIs (0: none).")
 @click.option("--allow-errors", is_flag=True, help="Exit 0 even when some samples failed (e.g. unreadable images).")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress and no messages: only errors and the final table.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the summary as JSON on stdout (nothing else there; messages stay on stderr).")
 @click.option("--num-processes", type=int, default=1, show_default=True,
               help="Data-parallel processes on this machine (one per GPU with --device cuda), through torchrun.")
 def run(model, model_args, tasks, protocol, data, limit, batch_size, device, output, run_name, task_args,
-        bootstrap, allow_errors, no_progress, num_processes):
+        bootstrap, allow_errors, no_progress, quiet, as_json, num_processes):
     """Evaluate a model on benchmarks; write per-sample logs and a results file per task.
 
     \b
     Writes <output>/<run>/<task>.samples.jsonl (one line per sample, appended as they finish)
     and <output>/<run>/<task>.json (metrics with 95% CIs, model, config, timings, versions).
-    Re-running the same command resumes: finished samples are not redone.
+    Re-running the same command resumes: finished samples are not redone. Progress (one bar per
+    task) and messages go to stderr, the final table to stdout (--json: the summary as JSON).
 
     \b
     Example:
@@ -187,15 +193,20 @@ def run(model, model_args, tasks, protocol, data, limit, batch_size, device, out
     config = RunConfig(model=model, tasks=task_names,
                        model_args=parse_kv(model_args, "--model-args"), task_args=task_options,
                        protocol=protocol, data=data, limit=limit, batch_size=batch_size, device=device,
-                       output=output, run_name=run_name, n_boot=bootstrap, progress=not no_progress)
+                       output=output, run_name=run_name, n_boot=bootstrap, progress=not (no_progress or quiet))
     from mmeval.synth.defaults import apply_embedded_default
 
-    # no checkpoint and no data (offline): the demo model and the generated benchmarks, said in one line
-    config = apply_embedded_default(config, log=lambda m: click.echo(m, err=True))
-    results = Runner(config, log=lambda m: click.echo(m, err=True)).run()
+    say = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
+    with run_output(quiet=quiet, as_json=as_json):
+        # no checkpoint: the released checkpoint or the shipped demo model (on generated data), said in one line
+        config = apply_embedded_default(config, log=say)
+        results = Runner(config, log=say).run()
     if not results:  # a non-zero rank under torchrun: rank 0 reports
         return
-    click.echo(format_summary(results))
+    if as_json:
+        click.echo(json.dumps(summary_json(config, results), indent=1, default=str))
+    else:
+        click.echo(format_summary(results))
     n_errors = sum(r["n_errors"] for r in results.values())
     if n_errors and not allow_errors:
         click.echo(f"error: {n_errors} sample(s) failed (see the samples files); metrics exclude them", err=True)
@@ -217,6 +228,41 @@ def relaunch_with_torchrun(n: int) -> int:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}",
            "-m", "mmeval", *argv]
     return subprocess.call(cmd)
+
+
+@contextlib.contextmanager
+def run_output(quiet: bool, as_json: bool) -> Iterator[None]:
+    """While a run works: each warning is shown once however often and from wherever it is raised
+    (per batch, per task), none with --quiet; with --json, whatever anything prints to stdout goes to
+    stderr (stdout holds only the JSON)."""
+    with contextlib.ExitStack() as stack:
+        if as_json:
+            stack.enter_context(contextlib.redirect_stdout(sys.stderr))
+        stack.enter_context(warnings.catch_warnings())  # restores the filters and showwarning on exit
+        if quiet:
+            warnings.simplefilter("ignore")
+        else:
+            warnings.showwarning = _once(warnings.showwarning)
+        yield
+
+
+def _once(show):
+    """A warnings.showwarning that passes each (category, message) on once."""
+    seen: set[tuple[type, str]] = set()
+
+    def show_once(message, category, filename, lineno, file=None, line=None):
+        if (category, str(message)) not in seen:
+            seen.add((category, str(message)))
+            show(message, category, filename, lineno, file, line)
+
+    return show_once
+
+
+def summary_json(config, results: dict) -> dict:
+    """`--json`: each task's summary (the content of its results file) and where the run's files are."""
+    runs = {r.get("run") for r in results.values()}
+    run_dir = config.output / runs.pop() if len(runs) == 1 and None not in runs else None
+    return {"run_dir": None if run_dir is None else str(run_dir), "tasks": results}
 
 
 def format_summary(results: dict) -> str:

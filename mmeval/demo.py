@@ -1,10 +1,10 @@
-"""`make demo`: the whole product on this machine, with nothing to download, in minutes.
+"""`make demo`: the whole product on this machine, with nothing to download or train, in minutes.
 
 1. `mmeval synth`: mini versions of the ten benchmarks in their real layouts, with generated
    pictures whose answers are known (`.cache/mmeval-demo/data-seed0/`);
-2. two demo models -- a small VL-Mamba and a small Cobra -- trained on CPU with the finetune
-   module on a generated LLaVA-format training set (other pictures), cached under
-   `.cache/mmeval-demo/<model>/` (reused while the seed and settings match);
+2. the two demo models that ship with the package -- a small VL-Mamba and a small Cobra, trained
+   with the finetune module on a generated LLaVA-format training set (other pictures) by
+   `make demo-train` (`mmeval.synth.demo_train`), in `mmeval/synth/demo_weights/`;
 3. `mmeval run` of each model on the ten generated benchmarks, under its paper's protocol;
 4. `mmeval report paper` for both papers, and one compact table with the chance level of every
    task beside the scores.
@@ -95,8 +95,9 @@ def compact_table(runs: dict[str, Path], manifest: dict) -> str:
 def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    from mmeval.results import fingerprint
+    from mmeval.synth import shipped
     from mmeval.synth.defaults import cache_dir, ensure_demo_data
-    from mmeval.synth.demo_models import demo_config, model_args, train_demo_models
 
     started = time.perf_counter()
     cache = cache_dir()
@@ -108,19 +109,20 @@ def main() -> None:
     manifest = json.loads((data / "synth.json").read_text())
     _say(f"      {data}: " + ", ".join(f"{t} {i['rows']}" for t, i in manifest["tasks"].items()) + "\n")
 
-    _say("[2/4] demo models (trained on CPU on first use, then cached)")
-    t0 = time.perf_counter()
-    ckpts = train_demo_models([demo_config(m, seed) for m in ("vl-mamba", "cobra")], cache,
-                              log=lambda m: _say("      " + m))
-    _say(f"      demo models ready in {time.perf_counter() - t0:.0f} s\n")
+    _say("[2/4] demo models (shipped with mmeval; `make demo-train` retrains them)")
+    weights = shipped.read_manifest()
+    models = {m: shipped.model_args(m) for m in ("vl-mamba", "cobra")}
+    for model, info in weights["models"].items():
+        s = info["settings"]
+        _say(f"      {model}: {shipped.family_dir(model)} ({s['align_steps']} + {s['steps']} steps of batch "
+             f"{s['batch_size']} on {s['device']}, demo version {weights['code']['demo_version']})")
+    _say("")
 
     _say("[3/4] evaluation: mmeval run on the ten generated benchmarks")
     runs = {}
-    for model, ckpt in ckpts.items():
-        cfg = demo_config(model, seed)
-        # -r2: run folders since each task's samples carry an identity record; older ones are not resumed
-        out = cache / "runs" / f"{model}-{cfg.key()}-r2"
-        args = ",".join(f"{k}={v}" for k, v in model_args(model, ckpt).items())
+    for model, margs in models.items():
+        out = cache / "runs" / f"{model}-{fingerprint(weights['models'][model]['files'])}"  # new weights: a new run
+        args = ",".join(f"{k}={v}" for k, v in margs.items())
         _mmeval("run", "--model", model, "--model-args", args, "--tasks", ",".join(TASKS), "--data", str(data),
                 "--task-args", "vqav2.split=val", "--output", str(out), "--run-name", f"demo-{model}",
                 "--bootstrap", "200", "--no-progress", "--allow-errors")
@@ -138,7 +140,7 @@ def main() -> None:
     _say(compact_table(runs, manifest))
     _say("")
     _say(BANNER)
-    _say(f"\nfiles: data {data} | models {cache}/<model>/checkpoint | runs {cache}/runs | tables {reports}")
+    _say(f"\nfiles: data {data} | models {shipped.WEIGHTS_DIR}/<model> | runs {cache}/runs | tables {reports}")
     _say(f"demo wall time: {time.perf_counter() - started:.0f} s")
 
 

@@ -479,7 +479,8 @@ def _prefetched(pool: Executor, adapter: Adapter, requests: Sequence[Request], b
 
 
 def _progress(total: int, desc: str, enabled: bool):
+    """One bar per task on stderr: done/total, elapsed<ETA, samples/s."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="sample", disable=not enabled or total == 0, dynamic_ncols=True,
+    return tqdm(total=total, desc=desc, unit=" samples", disable=not enabled or total == 0, dynamic_ncols=True,
                 mininterval=1.0)

@@ -137,6 +137,9 @@ class CobraFinetune(ModelSpec):
 
 
 # ---- the demo model ---------------------------------------------------------------------------
+RELEASED = "cobra+3b"  # the released model the embedded default runs when the hub is reachable
+
+
 class CobraDemo(DemoSpec):
     """`make demo`'s Cobra: the tiny DINOv2 + SigLIP towers at the demo's size, the projector, a small LM;
     the towers are saved beside the checkpoint (`vision/`)."""
@@ -157,6 +160,35 @@ class CobraDemo(DemoSpec):
         from mmeval.models.cobra import build_prompt
 
         return [build_prompt("x", "zephyr"), build_prompt("x", "mamba")]
+
+    def ship(self, checkpoint, out, skip=()):
+        """The released layout with the weights in safetensors instead of the pickled .pt."""
+        from mmeval.models.cobra import CHECKPOINT_FILE, SAFETENSORS_FILE, read_checkpoint, save_checkpoint_safetensors
+
+        super().ship(checkpoint, out, skip=(*skip, CHECKPOINT_FILE.as_posix()))
+        save_checkpoint_safetensors(read_checkpoint(Path(checkpoint)), Path(out) / SAFETENSORS_FILE)
+
+    def released(self):
+        """cobra+3b from the hub (han1997/cobra) and its two timm towers, through huggingface_hub (its
+        cache is reused); nothing is asked of the network in offline mode (HF_HUB_OFFLINE)."""
+        from mmeval.models.cobra import HF_HUB_REPO, MODEL_PRESETS
+        from mmeval.models.mamba.checkpoint import hub_offline
+        from mmeval.models.vision_timm import VISION_BACKBONES
+
+        if hub_offline():
+            return None, "offline mode (HF_HUB_OFFLINE) is set"
+        try:
+            import timm
+            from huggingface_hub import constants, snapshot_download
+
+            run = Path(snapshot_download(HF_HUB_REPO, allow_patterns=[f"{RELEASED}/*"])) / RELEASED
+            for name in VISION_BACKBONES[MODEL_PRESETS[RELEASED]["vision_backbone_id"]].values():
+                snapshot_download(timm.models.get_pretrained_cfg(name).hf_hub_id,
+                                  allow_patterns=["*.json", "model.safetensors"])
+        except Exception as exc:  # noqa: BLE001 - unreachable hub, missing repo, ...: the demo model instead
+            first = (str(exc).strip().splitlines() or [""])[0][:120]
+            return None, f"{HF_HUB_REPO} could not be fetched ({type(exc).__name__}: {first})"
+        return {"checkpoint": str(run), "vision": str(constants.HF_HUB_CACHE)}, f"{HF_HUB_REPO} {RELEASED}"
 
 
 # ---- the adapter ------------------------------------------------------------------------------
@@ -189,8 +221,8 @@ class CobraAdapter(MambaVLMAdapter):
 
     finetune = CobraFinetune()
     lmms_eval = LmmsEvalName("cobra")
-    # the settings `make demo` and the embedded default use (measured on 2 CPU cores: see docs/quickstart.md)
-    demo = CobraDemo(settings=dict(align_steps=600, steps=1300, batch_size=64))
+    # the demo model's own settings (steps, batch, device: demo_models.DEMO_BUDGET; docs/quickstart.md)
+    demo = CobraDemo(settings={})
 
     chat_template = staticmethod(chat_template)
 

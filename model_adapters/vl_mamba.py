@@ -265,8 +265,8 @@ class VLMambaAdapter(MambaVLMAdapter):
 
     finetune = VLMambaFinetune()
     lmms_eval = LmmsEvalName("vl_mamba", aliases=("vl-mamba",))
-    # the settings `make demo` and the embedded default use (measured on 2 CPU cores: see docs/quickstart.md)
-    demo = VLMambaDemo(settings=dict(align_steps=600, steps=1300, batch_size=64, learning_rate=5e-3))
+    # the demo model's own settings (steps, batch, device: demo_models.DEMO_BUDGET; docs/quickstart.md)
+    demo = VLMambaDemo(settings=dict(learning_rate=5e-3))
 
     chat_template = staticmethod(chat_template)
 

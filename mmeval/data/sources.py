@@ -10,10 +10,11 @@ from data files stay inside the data folder (`mmeval.data.containment`).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -249,14 +250,9 @@ def _decoded(ds, columns: Sequence[str]):
         return ds
     import datasets
 
-    was_off = datasets.are_progress_bars_disabled()
-    datasets.disable_progress_bars()
-    try:
+    with quiet_datasets():
         for name in columns:
             ds = ds.cast_column(name, datasets.Value("string"))
-    finally:
-        if not was_off:
-            datasets.enable_progress_bars()
     return ds
 
 
@@ -268,6 +264,23 @@ def _undecoded(ds):
         if isinstance(feature, HFImage):
             ds = ds.cast_column(name, HFImage(decode=False))
     return ds
+
+
+@contextlib.contextmanager
+def quiet_datasets() -> Iterator[None]:
+    """`datasets` prints a "Generating train split" progress bar for every parquet read and logs at
+    WARNING about its cache: the run shows its own progress. Restored on exit."""
+    import datasets
+
+    was_disabled, level = datasets.are_progress_bars_disabled(), datasets.logging.get_verbosity()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        datasets.logging.set_verbosity(level)
+        if not was_disabled:
+            datasets.enable_progress_bars()
 
 
 def read_parquet_dir(directory: Path, required: Sequence[str], split: str | None = None,
@@ -291,8 +304,9 @@ def read_parquet_dir(directory: Path, required: Sequence[str], split: str | None
     # what the files hold (the digests are shared with the run's data fingerprint).
     content = hashlib.sha256("".join(f"{p.name}\0{file_sha256(p)}\n" for p in files).encode()).hexdigest()
     try:
-        ds = datasets.load_dataset("parquet", data_files=[str(p) for p in files], split="train",
-                                   name=f"sha256-{content[:16]}")
+        with quiet_datasets():
+            ds = datasets.load_dataset("parquet", data_files=[str(p) for p in files], split="train",
+                                       name=f"sha256-{content[:16]}")
     except Exception as exc:
         raise DataError(f"{directory}: cannot read parquet files: {type(exc).__name__}: {exc}") from exc
     return _undecoded(_decoded(ds, sorted(decode)))
@@ -314,7 +328,8 @@ def open_hub(hub_id: str | Sequence[str], split: str, required: Sequence[str], t
     failures = []
     for hid in ids:
         try:
-            ds = datasets.load_dataset(hid, config, split=split)
+            with quiet_datasets():
+                ds = datasets.load_dataset(hid, config, split=split)
         except Exception as exc:
             failures.append(f"{hid}: {type(exc).__name__}")
             continue

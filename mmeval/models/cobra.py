@@ -34,7 +34,9 @@ keys are Cobra's `MambaLLMBackbone` state dict: its `llm` attribute is a MambaFo
 mamba_ssm names, so every key is ``"llm." + <MambaLM key>`` (`llm.backbone.embedding.weight`,
 `llm.backbone.layers.N.mixer.*`, `llm.backbone.layers.N.norm.weight`, `llm.backbone.norm_f.weight`,
 `llm.lm_head.weight` (tied to the embedding)). The vision towers are not in the checkpoint: they
-come from timm/HF files (see `vision_timm`).
+come from timm/HF files (see `vision_timm`). `checkpoints/latest-checkpoint.safetensors` may stand
+in for the .pt (the same tensors under flat keys `projector.<key>` / `llm_backbone.<key>`, a tied
+lm_head left out): the shipped demo model's format (`save_checkpoint_safetensors`).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from mmeval.models.vision_timm import TINY_IMAGE_SIZE, VISION_BACKBONES, VisionB
 IGNORE_INDEX = -100
 LLM_PREFIX = "llm."  # Cobra's MambaLLMBackbone keeps the MambaForCausalLM as `self.llm`
 CHECKPOINT_FILE = Path("checkpoints") / "latest-checkpoint.pt"
+SAFETENSORS_FILE = CHECKPOINT_FILE.with_suffix(".safetensors")  # the same state without pickle
 HF_HUB_REPO = "han1997/cobra"
 
 # Cobra's LLM registry (`cobra/models/backbones/llm/mamba.py`): id -> HF repo and prompt style
@@ -390,10 +393,10 @@ def resolve_run_dir(path_or_id: str | os.PathLike) -> Path:
     if p.is_file() and p.suffix == ".pt":
         p = p.parent.parent if p.parent.name == "checkpoints" else p.parent
     if p.is_dir():
-        if (p / "config.json").is_file() and (p / CHECKPOINT_FILE).is_file():
+        if (p / "config.json").is_file() and checkpoint_file(p) is not None:
             return p
         subs = [d for d in sorted(p.iterdir()) if d.is_dir() and (d / "config.json").is_file()
-                and (d / CHECKPOINT_FILE).is_file()]
+                and checkpoint_file(d) is not None]
         if len(subs) == 1:
             return subs[0]
         if (p / "cobra+3b" / "config.json").is_file():
@@ -435,10 +438,35 @@ def read_run_config(run_dir: Path) -> CobraConfig:
         raise CheckpointError(f"{run_dir / 'config.json'}: {exc}") from None
 
 
+def checkpoint_file(run_dir: Path) -> Path | None:
+    """The run dir's checkpoint file: the released .pt, else the .safetensors form; None if neither."""
+    return next((run_dir / f for f in (CHECKPOINT_FILE, SAFETENSORS_FILE) if (run_dir / f).is_file()), None)
+
+
+def save_checkpoint_safetensors(model_sd: Mapping[str, Mapping[str, torch.Tensor]], file: str | os.PathLike) -> Path:
+    """Write {"projector": ..., "llm_backbone": ...} (what `read_checkpoint` returns) as one safetensors
+    file with keys `<part>.<key>`; a tensor sharing another's storage (the tied lm_head) is left out."""
+    from safetensors.torch import save_file
+
+    flat, seen = {}, set()
+    for part, sd in model_sd.items():
+        for k, v in sd.items():
+            if (v.data_ptr(), v.shape) in seen:
+                continue
+            seen.add((v.data_ptr(), v.shape))
+            flat[f"{part}.{k}"] = v.detach().cpu().contiguous()
+    f = Path(file)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    save_file(flat, str(f))
+    return f
+
+
 def read_checkpoint(run_dir: Path) -> dict:
-    f = run_dir / CHECKPOINT_FILE
-    if not f.is_file():
+    f = checkpoint_file(run_dir)
+    if f is None:
         raise CheckpointError(f"missing {CHECKPOINT_FILE} in {run_dir}")
+    if f.suffix == ".safetensors":
+        return _read_safetensors_checkpoint(f)
     try:
         try:
             obj = torch.load(str(f), map_location="cpu", weights_only=True, mmap=True)
@@ -449,6 +477,20 @@ def read_checkpoint(run_dir: Path) -> dict:
     if not isinstance(obj, Mapping) or "model" not in obj:
         raise CheckpointError(f"{f} has no 'model' entry (expected {{'model': {{'projector', 'llm_backbone'}}}})")
     return obj["model"]
+
+
+def _read_safetensors_checkpoint(f: Path) -> dict:
+    from safetensors.torch import load_file
+
+    try:
+        flat = load_file(str(f))
+    except Exception as exc:
+        raise CheckpointError(f"cannot read {f}: {type(exc).__name__}: {exc}") from None
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    for key, v in flat.items():
+        part, _, name = key.partition(".")
+        out.setdefault(part, {})[name] = v
+    return out
 
 
 def lm_sizes_from_checkpoint(llm_sd: Mapping[str, torch.Tensor]) -> dict[str, int]:
@@ -482,7 +524,7 @@ def load_cobra(path_or_id: str | os.PathLike, device=None, dtype=None, kernel: s
         if getattr(cfg, k) != v:
             raise CheckpointError(f"{k}={v} does not match the checkpoint's {k}={getattr(cfg, k)} ({run_dir})")
     model = _build_for_load(cfg, device, dtype, kernel, vision_weights)
-    model.load_checkpoint_state(model_sd, where=f"checkpoint {run_dir / CHECKPOINT_FILE}")
+    model.load_checkpoint_state(model_sd, where=f"checkpoint {checkpoint_file(run_dir)}")
     return model.eval(), run_dir
 
 

@@ -347,10 +347,14 @@ def write_benchmarks(out: str | Path, seed: int = 0, counts: str | int | dict | 
                      tasks: tuple[str, ...] = TASKS, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Write every task's mini benchmark under `out/<task>/` and a manifest `out/synth.json`
     (seed, counts, chance levels). Returns the manifest."""
-    import datasets
+    from mmeval.data.sources import quiet_datasets
 
-    datasets.disable_progress_bars()
-    out = Path(out)
+    with quiet_datasets():  # no "Creating parquet" bar per file
+        return _write_benchmarks(Path(out), seed, counts, tasks, log)
+
+
+def _write_benchmarks(out: Path, seed: int, counts: str | int | dict | None, tasks: tuple[str, ...],
+                      log: Callable[[str], None] | None) -> dict[str, Any]:
     n = parse_counts(counts)
     manifest: dict[str, Any] = {"seed": seed, "counts": {t: n[t] for t in tasks}, "tasks": {}}
     for i, task in enumerate(tasks):

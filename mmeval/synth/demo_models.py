@@ -1,17 +1,19 @@
-"""The demo models: small VL-Mamba and Cobra models trained on CPU, in minutes, on the generated
-data, with the finetune module's loop (`mmeval.finetune.finetune`), and cached.
+"""The demo models: small VL-Mamba and Cobra models trained on the generated data with the finetune
+module's loop (`mmeval.finetune.finetune`). They ship inside the package (`mmeval.synth.shipped`):
+`make demo-train` (`mmeval.synth.demo_train`) retrains them with what this module declares.
 
 `DemoConfig` holds what is built and how long it trains: the finetune module's tiny towers (random
 and frozen, 42 px in 14-px patches) with VL-Mamba's MLP connector / Cobra's fused GELU-MLP
 projector, a 2-layer 64-wide Mamba LM and a word-level tokenizer trained on the generated text.
 Training follows the papers' two stages from random weights: alignment on captioned pictures
 (`captions.json`), then instruction tuning on the generated questions (`train.json`) mixed with
-"Describe the image." conversations. `train_demo_models` trains the two side by side, one process
-and one core each. How these settings were found, with the measurements: docs/quickstart.md
-("How the settings were found").
+"Describe the image." conversations. `DEMO_BUDGET` is how long and where both train (the one
+setting a longer retrain changes); each family's own settings are the `demo` its adapter declares.
+`train_demo_models` trains the two side by side, one process each. How these settings were found,
+with the measurements: docs/quickstart.md ("How the settings were found").
 
-Cache: `<cache>/<model>/checkpoint/` holds the checkpoint in the model's released layout (what
-`--model-args checkpoint=` reads, tokenizer.json beside it; Cobra's towers in `vision/`) and
+Cache of a training: `<cache>/<model>/checkpoint/` holds the checkpoint in the model's released layout
+(what `--model-args checkpoint=` reads, tokenizer.json beside it; Cobra's towers in `vision/`) and
 `<cache>/<model>/demo.json` the key (seed, sizes, steps, code version). A matching key means the
 checkpoint is reused; anything else retrains.
 """
@@ -27,9 +29,25 @@ from pathlib import Path
 from typing import Any, Callable
 
 DEMO_VERSION = "5"  # bump when the data generators or the training change
+
+
+@dataclass(frozen=True)
+class DemoBudget:
+    """How long the demo models train, and on what: the same for both families."""
+
+    align_steps: int  # stage 1 (captions right after the picture)
+    steps: int  # stage 2 (instruction tuning), after the alignment
+    batch_size: int
+    device: str = "cpu"
+
+
+# The budget of the shipped demo models (measured on 2 CPU cores: docs/quickstart.md). A longer
+# retrain (e.g. on a GPU) changes this one line, then `make demo-train REPLACE=1` writes the new weights.
+DEMO_BUDGET = DemoBudget(align_steps=600, steps=1300, batch_size=64, device="cpu")
 DEFAULT_CACHE = Path(".cache/mmeval-demo")
 KEY_FILE = "demo.json"
 SPECIALS = ["<|endoftext|>", "<|padding|>", "<unk>", "<|user|>", "<|assistant|>"]
+TRAINING_STATE = ("trainer_state.pt", "train_log.jsonl")  # in a finetune checkpoint; not needed to load it
 
 
 @dataclass
@@ -56,6 +74,7 @@ class DemoConfig:
     image_size: int = 42  # tower input (px): 42 = 3 x 3 patches of 14 px, one patch column per picture slot
     patch_size: int = 14  # VL-Mamba's SigLIP patch (Cobra's timm towers are patch-14 by construction)
     caption_mix: int = 6000  # "Describe the image." conversations from the caption set added to stage 2
+    device: str = "cpu"  # where it trains (fp32)
     threads: int = 0  # torch threads (0: all cores)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -70,10 +89,11 @@ class DemoConfig:
 class DemoSpec:
     """A family's demo model, declared with its adapter (`demo = ...` on the adapter class).
 
-    `settings`: the DemoConfig fields `make demo` and the embedded default use for it. A family
-    subclass builds the model (`build`), says which --model-args load its checkpoint
-    (`model_args`), and names the template texts the demo tokenizer must know (`prompt_texts`)
-    and the phrases it keeps as one token each (`phrases`)."""
+    `settings`: the family's own DemoConfig fields (`DEMO_BUDGET` sets the steps, batch and
+    device of both). A family subclass builds the model (`build`), says which --model-args load its
+    checkpoint (`model_args`), names the template texts the demo tokenizer must know
+    (`prompt_texts`) and the phrases it keeps as one token each (`phrases`), and, where the family
+    has public weights, fetches them for the embedded default (`released`)."""
 
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -89,6 +109,22 @@ class DemoSpec:
 
     def phrases(self) -> list[str]:
         return []
+
+    def ship(self, checkpoint: Path, out: Path, skip: tuple[str, ...] = ()) -> None:
+        """Copy what `model_args` needs to load the trained `checkpoint` into `out` (`mmeval.synth.shipped`):
+        every file but the training state and those in `skip` (relative paths)."""
+        import shutil
+
+        for f in sorted(p for p in checkpoint.rglob("*") if p.is_file()):
+            rel = f.relative_to(checkpoint)
+            if rel.name not in TRAINING_STATE and rel.as_posix() not in skip:
+                (out / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(f, out / rel)
+
+    def released(self) -> tuple[dict[str, str] | None, str]:
+        """(--model-args of the family's released checkpoint, fetched through the Hugging Face client,
+        or None; why not, in a few words). What the embedded default uses instead of the demo model."""
+        return None, "no public weights"
 
 
 def demo_families() -> dict[str, DemoSpec]:
@@ -262,11 +298,13 @@ def training_data(cfg: DemoConfig, cache: str | Path = DEFAULT_CACHE,
 
 
 def train_demo_models(cfgs: list[DemoConfig], cache: str | Path = DEFAULT_CACHE,
-                      log: Callable[[str], None] = print, cores: int | None = None) -> dict[str, Path]:
+                      log: Callable[[str], None] = print, cores: int | None = None,
+                      threads: int | None = None) -> dict[str, Path]:
     """Train (or reuse) several demo models; returns {model: checkpoint}. With two cores or more,
-    the missing ones train side by side, one child process each with an equal share of the cores
-    (much of a tiny model's step -- data loading, the scan's per-token loop -- is single-threaded
-    Python, so two processes keep both cores busy). Their training data is written first, here, once."""
+    the missing ones train side by side, one child process each with an equal share of the cores, or
+    `threads` each (much of a tiny model's step -- data loading, the scan's per-token loop -- is
+    single-threaded Python, so two processes keep both cores busy). Their training data is written
+    first, here, once."""
     import subprocess
     import sys
 
@@ -277,7 +315,7 @@ def train_demo_models(cfgs: list[DemoConfig], cache: str | Path = DEFAULT_CACHE,
     # the largest caption set first, so that no child rewrites it while another reads it
     for c in sorted(todo, key=lambda c: -max(c.align_steps * c.batch_size, c.caption_mix)):
         training_data(c, cache, log)
-    threads = max(1, cores // len(todo))
+    threads = threads or max(1, cores // len(todo))
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     procs = {}
     for c in todo:
@@ -296,8 +334,8 @@ def train_demo_models(cfgs: list[DemoConfig], cache: str | Path = DEFAULT_CACHE,
 
 
 def train_demo_model(cfg: DemoConfig, cache: str | Path = DEFAULT_CACHE, log: Callable[[str], None] = print,
-                     progress: bool = True, force: bool = False, device: str = "cpu") -> Path:
-    """Train (or reuse) the demo model of `cfg` on `device` (fp32); returns its checkpoint directory."""
+                     progress: bool = True, force: bool = False) -> Path:
+    """Train (or reuse) the demo model of `cfg` on `cfg.device` (fp32); returns its checkpoint directory."""
     hit = None if force else cached(cfg, cache)
     if hit is not None:
         log(f"{cfg.model}: cached demo model {hit} (key {cfg.key()})")
@@ -328,11 +366,12 @@ def train_demo_model(cfg: DemoConfig, cache: str | Path = DEFAULT_CACHE, log: Ca
     started = time.perf_counter()
     if cfg.align_steps:
         res = finetune(cfg.model, get_recipe(cfg.model, "align", common), captions, str(data_dir / "images"),
-                       str(d / "align"), device=device, max_steps=cfg.align_steps, progress=progress, model=model,
+                       str(d / "align"), device=cfg.device, max_steps=cfg.align_steps, progress=progress, model=model,
                        tokenizer=tokenizer)
         model = res.model
     res = finetune(cfg.model, get_recipe(cfg.model, "instruct", common), mixed, str(data_dir / "images"),
-                   str(out), device=device, max_steps=cfg.steps, progress=progress, model=model, tokenizer=tokenizer)
+                   str(out), device=cfg.device, max_steps=cfg.steps, progress=progress, model=model,
+                   tokenizer=tokenizer)
     wall = time.perf_counter() - started
     losses = res.losses
     first, last = sum(losses[:10]) / max(1, len(losses[:10])), sum(losses[-10:]) / max(1, len(losses[-10:]))
@@ -344,9 +383,10 @@ def train_demo_model(cfg: DemoConfig, cache: str | Path = DEFAULT_CACHE, log: Ca
     return out
 
 
-def demo_config(model: str, seed: int = 0) -> DemoConfig:
-    """The config `make demo` and the embedded default train: the family's `DemoSpec.settings`."""
-    return DemoConfig(model=model, seed=seed, **demo_spec(model).settings)
+def demo_config(model: str, seed: int = 0, budget: DemoBudget | None = None) -> DemoConfig:
+    """The config the shipped demo model of `model` is trained with: `budget` (default DEMO_BUDGET)
+    and the family's `DemoSpec.settings` (which win where both set a field)."""
+    return DemoConfig(model=model, seed=seed, **{**asdict(budget or DEMO_BUDGET), **demo_spec(model).settings})
 
 
 def main(argv: list[str] | None = None) -> None:

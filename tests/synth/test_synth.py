@@ -66,22 +66,28 @@ def test_training_set_is_llava_format(tmp_path):
 
 # ---------------------------------------------------------------- the embedded default
 class Fakes:
-    def __init__(self, tmp_path: Path):
-        self.tmp, self.calls = tmp_path, []
+    def __init__(self, tmp_path: Path, released: bool = False):
+        self.tmp, self.calls, self.has_release = tmp_path, [], released
 
     def data(self, seed=0, cache=None, log=print):
         self.calls.append("data")
         return self.tmp / "demo-data"
 
-    def model(self, model, seed=0, cache=None, log=print):
+    def demo(self, model):
         self.calls.append(model)
         return {"checkpoint": str(self.tmp / model)}
 
+    def released(self, model):
+        self.calls.append(f"released {model}")
+        if self.has_release and model == "cobra":
+            return {"checkpoint": "/hub/cobra+3b", "vision": "/hub"}, "han1997/cobra cobra+3b"
+        return None, "offline"
 
-def _apply(cfg, fakes, reachable=False):
+
+def _apply(cfg, fakes):
     lines = []
-    new = apply_embedded_default(cfg, lines.append, reachable=lambda: reachable, make_data=fakes.data,
-                                 make_model=fakes.model)
+    new = apply_embedded_default(cfg, lines.append, released=fakes.released, make_data=fakes.data,
+                                 demo_args=fakes.demo)
     return new, lines
 
 
@@ -92,31 +98,82 @@ def test_default_fills_demo_model_and_data_when_nothing_given(tmp_path):
     assert new.model_args == {"checkpoint": str(tmp_path / "vl-mamba")}
     assert new.data == tmp_path / "demo-data"
     assert new.task_args == {"vqav2": {"split": "val"}}
-    assert len(lines) == 1 and "demo" in lines[0] and "not the papers' models" in lines[0]
+    assert len(lines) == 1
+    assert "no checkpoint given (offline): using the demo vl-mamba model shipped with mmeval" in lines[0]
+    assert f"on the generated benchmarks ({tmp_path / 'demo-data'})" in lines[0] and "not the paper's" in lines[0]
     assert cfg.model_args == {} and cfg.data is None  # the input is not changed
 
 
 def test_default_keeps_what_is_given(tmp_path):
-    fakes = Fakes(tmp_path)
+    fakes = Fakes(tmp_path, released=True)
     given = RunConfig(model="cobra", tasks=["pope"], model_args={"checkpoint": "/ckpt"}, data=tmp_path)
     new, lines = _apply(given, fakes)
     assert new is given and lines == [] and fakes.calls == []
-    # a checkpoint without data is never run on generated data, online or not
+    # a checkpoint without data is never run on generated data
     no_data = RunConfig(model="cobra", tasks=["pope"], model_args={"checkpoint": "/ckpt"})
-    assert _apply(no_data, fakes, reachable=True)[0] is no_data
-    assert _apply(no_data, fakes, reachable=False)[0] is no_data and fakes.calls == []
-    # no checkpoint and no data while online: the demo model on the hub's data
-    new, _ = _apply(RunConfig(model="cobra", tasks=["pope"]), fakes, reachable=True)
-    assert new.data is None and new.model_args["checkpoint"] == str(tmp_path / "cobra")
+    assert _apply(no_data, fakes)[0] is no_data and fakes.calls == []
     # data without a checkpoint: the demo model, the given data
-    new, _ = _apply(RunConfig(model="vl-mamba", tasks=["pope"], data=tmp_path), fakes)
+    new, lines = _apply(RunConfig(model="vl-mamba", tasks=["pope"], data=tmp_path), fakes)
     assert new.data == tmp_path and new.model_args["checkpoint"] == str(tmp_path / "vl-mamba")
+    assert "on the data in --data" in lines[0] and "data" not in fakes.calls
     # tiny=1, other models, tasks the generator does not cover: untouched
     for cfg in (RunConfig(model="vl-mamba", tasks=["pope"], model_args={"tiny": "1"}, data=tmp_path),
                 RunConfig(model="mock", tasks=["pope"], data=tmp_path)):
         assert _apply(cfg, fakes)[0] is cfg
     cfg = RunConfig(model="mock", tasks=["coco_caption"])
     assert _apply(cfg, fakes)[0] is cfg
+
+
+def test_cobra_default_is_the_released_checkpoint_when_fetched_else_the_demo_model(tmp_path):
+    """No checkpoint for Cobra: the released one where it can be fetched (a real run: the hub's data
+    or --data, never generated data), else the shipped demo model on the generated data; one line each."""
+    new, lines = _apply(RunConfig(model="cobra", tasks=["pope", "gqa"]), Fakes(tmp_path, released=True))
+    assert new.model_args == {"checkpoint": "/hub/cobra+3b", "vision": "/hub"} and new.data is None
+    assert len(lines) == 1 and "using the released cobra checkpoint (han1997/cobra cobra+3b: /hub/cobra+3b)" \
+        in lines[0] and "on the benchmarks' hub copies" in lines[0]
+    fakes = Fakes(tmp_path, released=False)
+    new, lines = _apply(RunConfig(model="cobra", tasks=["pope", "gqa"]), fakes)
+    assert new.model_args == {"checkpoint": str(tmp_path / "cobra")} and new.data == tmp_path / "demo-data"
+    assert fakes.calls == ["released cobra", "cobra", "data"]
+    assert len(lines) == 1 and lines[0].startswith("no checkpoint given (offline): using the demo cobra model")
+
+
+def test_cobra_released_asks_the_hub_client_only_when_not_offline(monkeypatch, tmp_path):
+    """CobraDemo.released: offline mode set, the hub client is not called; an unreachable hub is the
+    reason given; a fetched snapshot gives checkpoint= its cobra+3b run dir and vision= the hub cache."""
+    import huggingface_hub
+
+    from mmeval.registry import get_model_class
+
+    spec = get_model_class("cobra").demo
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: pytest.fail("asked the hub"))
+    assert spec.released() == (None, "offline mode (HF_HUB_OFFLINE) is set")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    asked = []
+
+    def unreachable(repo_id, **kw):
+        asked.append(repo_id)
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", unreachable)
+    args, why = spec.released()
+    assert args is None and asked == ["han1997/cobra"]
+    assert why == "han1997/cobra could not be fetched (ConnectionError: Name or service not known)"
+
+    def fetched(repo_id, allow_patterns=None, **kw):
+        asked.append((repo_id, tuple(allow_patterns)))
+        return str(tmp_path / repo_id.replace("/", "--"))
+
+    asked.clear()
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fetched)
+    args, why = spec.released()
+    assert args == {"checkpoint": str(tmp_path / "han1997--cobra" / "cobra+3b"),
+                    "vision": str(huggingface_hub.constants.HF_HUB_CACHE)}
+    assert asked == [("han1997/cobra", ("cobra+3b/*",)),
+                     ("timm/vit_large_patch14_reg4_dinov2.lvd142m", ("*.json", "model.safetensors")),
+                     ("timm/vit_so400m_patch14_siglip_384.webli", ("*.json", "model.safetensors"))]
 
 
 @pytest.mark.parametrize("family", ["vl-mamba", "cobra"])
@@ -161,29 +218,34 @@ def test_demo_models_train_side_by_side_in_child_processes(tmp_path):
     assert demo_models.cached(bad[0], tmp_path) is not None  # the other one finished
 
 
-def test_embedded_default_end_to_end_with_a_tiny_demo_model(tmp_path, monkeypatch):
-    """Nothing given, offline: the default builds (tiny settings) the demo model and the generated data,
-    and the run scores them; a second application reuses both without training again."""
-    from mmeval.registry import get_model_class
+def test_embedded_default_end_to_end_offline_trains_nothing_and_probes_no_network(tmp_path, monkeypatch):
+    """Nothing given, offline: the shipped demo model on the generated data (written once), scored; no
+    training, no socket opened; a second application reuses the data."""
+    import socket
+
     from mmeval.runner import Runner
     from mmeval.synth import benchmarks, demo_models
 
+    def no_network(*a, **k):
+        raise AssertionError("opened a network connection")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(demo_models, "train_demo_model", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr(demo_models, "train_demo_models", lambda *a, **k: pytest.fail("trained"))
     monkeypatch.setenv("MMEVAL_DEMO_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(get_model_class("cobra").demo, "settings", dict(steps=2, align_steps=2, train_scale=0.02,
-                                                                         batch_size=4, d_model=16, n_layer=1))
     monkeypatch.setattr(benchmarks, "DEFAULT_COUNTS", {t: 6 for t in benchmarks.TASKS})
-    lines: list[str] = []
-    cfg = apply_embedded_default(RunConfig(model="cobra", tasks=["pope", "vsr"], output=tmp_path / "runs",
-                                           progress=False, n_boot=0), lines.append)
-    assert cfg.data == tmp_path / "cache" / "data-seed0" and "checkpoint" in cfg.model_args
-    assert lines[-1].startswith("embedded default")
-    res = Runner(cfg, log=lambda m: None).run()
-    assert res["pope"]["n"] == 6 and res["vsr"]["n"] == 6
-    again: list[str] = []
-    monkeypatch.setattr(demo_models, "train_demo_model", lambda *a, **k: pytest.fail("retrained"))
-    cfg2 = apply_embedded_default(RunConfig(model="cobra", tasks=["pope"]), again.append)
-    assert cfg2.model_args == cfg.model_args and len(again) == 1
+    for model in ("vl-mamba", "cobra"):
+        lines: list[str] = []
+        cfg = apply_embedded_default(RunConfig(model=model, tasks=["pope", "vsr"], output=tmp_path / "runs",
+                                               progress=False, n_boot=0), lines.append)
+        assert cfg.data == tmp_path / "cache" / "data-seed0" and "mmeval/synth/demo_weights" in cfg.model_args[
+            "checkpoint"]
+        assert len(lines) == 1 and "shipped with mmeval" in lines[0]
+        assert ("written now" in lines[0]) == (model == "vl-mamba")  # the data is written once
+        res = Runner(cfg, log=lambda m: None).run()
+        assert res["pope"]["n"] == 6 and res["vsr"]["n"] == 6
 
 
 def test_caption_styles_name_every_object_keyed_by_slot_shape_or_colour(tmp_path):
