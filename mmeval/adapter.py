@@ -16,9 +16,10 @@ import abc
 import hashlib
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 from mmeval.errors import ModelArgsError, OptionError, UnknownNameError
 from mmeval.types import Prediction, Request
@@ -44,7 +45,7 @@ class Adapter(abc.ABC):
 
     @classmethod
     @abc.abstractmethod
-    def from_args(cls, args: dict[str, str], device: str = "cpu") -> "Adapter":
+    def from_args(cls, args: dict[str, str], device: str = "cpu") -> Adapter:
         """Build from `--model-args k=v,...` (strings); unknown keys fail with the known ones listed."""
 
     @abc.abstractmethod
@@ -184,7 +185,7 @@ class CommonModelArgs:
     checkpoint: str | None
 
     @classmethod
-    def parse(cls, args: dict[str, str], device: str = "cpu") -> "CommonModelArgs":
+    def parse(cls, args: dict[str, str], device: str = "cpu") -> CommonModelArgs:
         import torch
 
         asked = args.get("device")

@@ -8,8 +8,8 @@ file and writes the results, which therefore equal a single-process run's.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from mmeval.types import Request
 

@@ -152,7 +152,7 @@ class SampleRecord:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, obj: dict) -> "SampleRecord":
+    def from_json(cls, obj: dict) -> SampleRecord:
         return cls(
             doc_id=str(obj["doc_id"]),
             prompt=obj.get("prompt", ""),

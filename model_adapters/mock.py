@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from mmeval.adapter import Adapter, LmmsEvalName, parse_float, parse_int
 from mmeval.types import ImageError, Prediction, Request
@@ -30,7 +31,7 @@ class MockAdapter(Adapter):
         self.seed, self.answers, self.delay = seed, tuple(answers), delay
 
     @classmethod
-    def from_args(cls, args: dict[str, str], device: str = "cpu") -> "MockAdapter":
+    def from_args(cls, args: dict[str, str], device: str = "cpu") -> MockAdapter:
         cls.check_args(args)
         answers = tuple(args["answers"].split("|")) if "answers" in args else ANSWERS
         return cls(seed=parse_int(args.get("seed"), "seed"), answers=answers,

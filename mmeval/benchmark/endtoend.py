@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from mmeval.adapter import Adapter
 from mmeval.runner import RunConfig, Runner, TaskPlan

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
@@ -58,7 +59,7 @@ class ConversationDataset(Dataset):
     """`encode(sample) -> (input_ids, labels)` is the model's formatter (see collate.py);
     `image_transform(PIL image) -> tensor | {tower: tensor}`."""
 
-    def __init__(self, rows, image_dir: Optional[str | os.PathLike], encode: Callable, image_transform: Callable):
+    def __init__(self, rows, image_dir: str | os.PathLike | None, encode: Callable, image_transform: Callable):
         self.rows = load_conversations(rows)
         self.image_dir = Path(image_dir) if image_dir is not None else None
         self.encode, self.image_transform = encode, image_transform

@@ -18,7 +18,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,8 +40,8 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)  # per optimizer step (this run and, on resume, before)
     step: int = 0
     total_steps: int = 0
-    output_dir: Optional[Path] = None
-    last_checkpoint: Optional[Path] = None
+    output_dir: Path | None = None
+    last_checkpoint: Path | None = None
     model: Any = None
     tokenizer: Any = None
 
@@ -88,7 +88,7 @@ def set_rng_state(s: dict) -> None:
         torch.cuda.set_rng_state_all(s["cuda"])
 
 
-def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor, vocab: Optional[int] = None) -> tuple[torch.Tensor, int]:
+def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor, vocab: int | None = None) -> tuple[torch.Tensor, int]:
     """Sum of next-token cross-entropies over labelled positions (labels[:, 1:] != -100), and their count."""
     lg = logits[:, :-1]
     if vocab is not None:
@@ -122,7 +122,7 @@ def _all_sum(t: torch.Tensor, world: int) -> torch.Tensor:
     return t
 
 
-def _latest_checkpoint(output: Path) -> Optional[Path]:
+def _latest_checkpoint(output: Path) -> Path | None:
     cands = sorted(output.glob("checkpoint-*/" + STATE_FILE))
     best, best_step = None, -1
     for c in cands + ([output / STATE_FILE] if (output / STATE_FILE).is_file() else []):
@@ -168,9 +168,9 @@ def _full_state_dict(model) -> dict:
 
 # ---- the loop -------------------------------------------------------------------------------------
 def finetune(model_name: str, recipe: Recipe, data, image_dir=None, output_dir="finetune-out", *,
-             tiny: bool = False, init: Optional[str] = None, options: Optional[dict] = None,
-             device: Optional[str] = None, strategy: str = "single", max_steps: Optional[int] = None,
-             stop_after: Optional[int] = None, resume: Optional[str] = None, progress: bool = True,
+             tiny: bool = False, init: str | None = None, options: dict | None = None,
+             device: str | None = None, strategy: str = "single", max_steps: int | None = None,
+             stop_after: int | None = None, resume: str | None = None, progress: bool = True,
              model=None, tokenizer=None) -> TrainResult:
     """Train `model_name` ("vl-mamba" | "cobra") with `recipe` on LLaVA-format `data` (a JSON path or rows).
 

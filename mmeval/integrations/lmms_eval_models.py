@@ -33,8 +33,9 @@ import hashlib
 import math
 import os
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar
 
 from lmms_eval.api.model import lmms
 from lmms_eval.models.registry_v2 import ModelManifest

@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 import statistics
 import string
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 _CONTRACTION_PAIRS = (
     "aint>ain't arent>aren't cant>can't couldve>could've couldnt>couldn't couldn'tve>couldn't've "

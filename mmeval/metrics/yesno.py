@@ -5,7 +5,7 @@ Rates are returned as fractions in [0, 1]; tasks scale them to percentages.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -44,9 +44,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -118,13 +119,13 @@ class CobraConfig:
         projector_type(self.arch_specifier)  # validates
 
     @classmethod
-    def preset(cls, model_id: str = "cobra+3b", **overrides) -> "CobraConfig":
+    def preset(cls, model_id: str = "cobra+3b", **overrides) -> CobraConfig:
         if model_id not in MODEL_PRESETS:
             raise ValueError(f"unknown Cobra model {model_id!r}; known: {', '.join(MODEL_PRESETS)}")
         return cls(model_id=model_id, **{**MODEL_PRESETS[model_id], **overrides})
 
     @classmethod
-    def tiny_config(cls, vocab_size: int = 64, **overrides) -> "CobraConfig":
+    def tiny_config(cls, vocab_size: int = 64, **overrides) -> CobraConfig:
         """CPU-test sizes: 42-px images (3x3 patches), 32+48-dim towers, a 2-layer 32-dim Mamba."""
         lm = dict(d_model=32, n_layer=2, vocab_size=vocab_size, d_state=4)
         kw = dict(model_id="cobra-tiny", image_size=TINY_IMAGE_SIZE, ldp_grid=2, lm=lm, tiny=True)
@@ -145,7 +146,7 @@ class CobraConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> "CobraConfig":
+    def from_json(cls, d: Mapping[str, Any]) -> CobraConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -195,7 +196,7 @@ def encode_prompt(tokenizer, message: str, style: str = "zephyr") -> list[int]:
     return encode_text(tokenizer, build_prompt(message, style))
 
 
-def build_tiny_tokenizer(words: Optional[list[str]] = None):
+def build_tiny_tokenizer(words: list[str] | None = None):
     """An in-memory word-level tokenizer (seed-free, no files) that keeps the template's newlines and
     special tokens: ids 0..4 are <|endoftext|>, <|padding|>, <unk>, <|user|>, <|assistant|>; 5 is "\\n"."""
     from tokenizers import AddedToken, Regex, Tokenizer, models, pre_tokenizers
@@ -224,9 +225,9 @@ def build_tiny_tokenizer(words: Optional[list[str]] = None):
 @dataclass
 class CobraOutput:
     logits: torch.Tensor
-    loss: Optional[torch.Tensor] = None
-    lengths: Optional[torch.Tensor] = None
-    labels: Optional[torch.Tensor] = None
+    loss: torch.Tensor | None = None
+    lengths: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
 
 
 class Cobra(nn.Module):
@@ -263,7 +264,7 @@ class Cobra(nn.Module):
         return self.projector(feats.to(w.dtype))
 
     def prepare_inputs(self, input_ids: torch.Tensor, lengths: torch.Tensor, pixel_values=None,
-                       labels: Optional[torch.Tensor] = None, has_image: Optional[torch.Tensor] = None):
+                       labels: torch.Tensor | None = None, has_image: torch.Tensor | None = None):
         """Right-padded text [B, L] (+ lengths [B]) -> (inputs_embeds [B, P+L, D], lengths + P, labels).
 
         Image rows get `[patches, text]` (Cobra: patches at position 0, no BOS); rows with
@@ -305,7 +306,7 @@ class Cobra(nn.Module):
         return embeds, new_lengths, new_labels
 
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor, pixel_values=None,
-                labels: Optional[torch.Tensor] = None, has_image: Optional[torch.Tensor] = None) -> CobraOutput:
+                labels: torch.Tensor | None = None, has_image: torch.Tensor | None = None) -> CobraOutput:
         """Logits over the multimodal sequence [B, P+L, V]; with `labels` [B, L] also the mean
         next-token cross-entropy over labelled positions (HF's shift-inside-the-model convention)."""
         embeds, lens, labs = self.prepare_inputs(input_ids, lengths, pixel_values, labels, has_image)
@@ -512,7 +513,7 @@ def lm_sizes_from_checkpoint(llm_sd: Mapping[str, torch.Tensor]) -> dict[str, in
 
 def load_cobra(path_or_id: str | os.PathLike, device=None, dtype=None, kernel: str = "auto",
                vision_weights: str | os.PathLike | Mapping[str, str] | None = None,
-               overrides: Optional[Mapping[str, Any]] = None) -> tuple[Cobra, Path]:
+               overrides: Mapping[str, Any] | None = None) -> tuple[Cobra, Path]:
     """A Cobra model from a released-layout run dir. Vision towers come from `vision_weights`
     (a dir / per-tower files; None: random towers, only sensible for tests)."""
     run_dir = resolve_run_dir(path_or_id)

@@ -86,7 +86,7 @@ class ImagePreprocess:
     pad_to_square: bool = True  # LLaVA-1.5 image_aspect_ratio="pad"
 
     @classmethod
-    def for_encoder(cls, encoder: str, image_size: int, image_aspect_ratio: str = "pad") -> "ImagePreprocess":
+    def for_encoder(cls, encoder: str, image_size: int, image_aspect_ratio: str = "pad") -> ImagePreprocess:
         pad = image_aspect_ratio == "pad"
         if image_aspect_ratio not in ("pad", "none", "crop"):
             raise ValueError(f"image_aspect_ratio must be 'pad' or 'none', got {image_aspect_ratio!r}")

@@ -33,9 +33,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -44,8 +45,14 @@ from torch import Tensor
 
 from mmeval.errors import CheckpointError
 from mmeval.models.connectors import MMC_TYPES, PROJECTOR_TYPES, build_connector
-from mmeval.models.vision_hf import (ENCODERS, HUB_IDS, ImagePreprocess, VisionTower, load_vision_tower,
-                                     vision_config_dict)
+from mmeval.models.vision_hf import (
+    ENCODERS,
+    HUB_IDS,
+    ImagePreprocess,
+    VisionTower,
+    load_vision_tower,
+    vision_config_dict,
+)
 from mmeval.models.vss import SCAN_MODES
 
 IGNORE_INDEX = -100
@@ -118,7 +125,7 @@ def chat_segments(turns: Sequence[tuple[str, str | None]], has_image: bool = Tru
     return segs
 
 
-def conversation_text(turns: Sequence[tuple[str, Optional[str]]], has_image: bool = True,
+def conversation_text(turns: Sequence[tuple[str, str | None]], has_image: bool = True,
                       image_position: str = "llava") -> str:
     """Multi-turn LLaVA v1 text; a final turn with answer None ends at "ASSISTANT:" (generation)."""
     from mmeval.models.chat import render
@@ -254,9 +261,9 @@ class VLMambaConfig:
     vss_expand: float = 2.0
     vss_d_conv: int = 3
     # sources / overrides (filled when read from a checkpoint)
-    vision_tower: Optional[str] = None  # mm_vision_tower: hub id or folder of the pretrained tower
-    vision_config: Optional[dict] = None
-    lm_config: Optional[dict] = None  # state-spaces config dict
+    vision_tower: str | None = None  # mm_vision_tower: hub id or folder of the pretrained tower
+    vision_config: dict | None = None
+    lm_config: dict | None = None  # state-spaces config dict
 
     def __post_init__(self):
         self.llm = LLM_ALIASES.get(self.llm, self.llm)
@@ -277,7 +284,7 @@ class VLMambaConfig:
             self.lm_config = _lm_dict(self.llm, self.tiny)
 
     @classmethod
-    def paper_default(cls, **kw) -> "VLMambaConfig":
+    def paper_default(cls, **kw) -> VLMambaConfig:
         return cls(**kw)
 
     def mamba_config(self):
@@ -286,7 +293,7 @@ class VLMambaConfig:
         return MambaConfig.from_dict(self.lm_config)
 
     @property
-    def llm_hub_id(self) -> Optional[str]:
+    def llm_hub_id(self) -> str | None:
         return LLM_PRESETS.get(self.llm, {}).get("hub_id")
 
     def to_json(self) -> dict[str, Any]:
@@ -295,7 +302,7 @@ class VLMambaConfig:
         return {**dataclasses.asdict(self), "llm_in_paper": llm_in_paper(self.llm)}
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "VLMambaConfig":
+    def from_json(cls, d: dict[str, Any]) -> VLMambaConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -326,16 +333,16 @@ class VLMambaConfig:
 @dataclass
 class VLMambaOutput:
     logits: Tensor
-    loss: Optional[Tensor] = None
-    labels: Optional[Tensor] = None
-    lengths: Optional[Tensor] = None
+    loss: Tensor | None = None
+    labels: Tensor | None = None
+    lengths: Tensor | None = None
 
 
 class VLMamba(nn.Module):
     """vision_tower -> mm_projector (MMC) -> Mamba LM (``lm``)."""
 
     def __init__(self, cfg: VLMambaConfig, device=None, dtype=None, kernel: str = "auto",
-                 vision_tower: Optional[VisionTower] = None, lm=None):
+                 vision_tower: VisionTower | None = None, lm=None):
         super().__init__()
         from mmeval.models.mamba import MambaLM
 
@@ -376,8 +383,8 @@ class VLMamba(nn.Module):
         return self.mm_projector(feats.to(dtype))
 
     # ---- training entry points ------------------------------------------------------------------
-    def prepare_inputs(self, input_ids: Tensor, lengths: Optional[Tensor], pixel_values: Optional[Tensor],
-                       image_token_id: int = IMAGE_TOKEN_INDEX, labels: Optional[Tensor] = None):
+    def prepare_inputs(self, input_ids: Tensor, lengths: Tensor | None, pixel_values: Tensor | None,
+                       image_token_id: int = IMAGE_TOKEN_INDEX, labels: Tensor | None = None):
         """Splice image tokens at each ``image_token_id`` placeholder (LLaVA's
         prepare_inputs_labels_for_multimodal): images are consumed in order, one per placeholder.
 
@@ -429,8 +436,8 @@ class VLMamba(nn.Module):
                 out_labels[b, : s.shape[0]] = labs[b]
         return embeds, new_len, out_labels
 
-    def forward(self, input_ids: Tensor, lengths: Optional[Tensor] = None, pixel_values: Optional[Tensor] = None,
-                image_token_id: int = IMAGE_TOKEN_INDEX, labels: Optional[Tensor] = None) -> VLMambaOutput:
+    def forward(self, input_ids: Tensor, lengths: Tensor | None = None, pixel_values: Tensor | None = None,
+                image_token_id: int = IMAGE_TOKEN_INDEX, labels: Tensor | None = None) -> VLMambaOutput:
         """Logits over the spliced sequence; with labels, the mean next-token cross-entropy over
         positions whose label is not -100."""
         embeds, lens, labs = self.prepare_inputs(input_ids, lengths, pixel_values, image_token_id, labels)
@@ -459,7 +466,7 @@ class VLMamba(nn.Module):
                 sd["vision_tower." + k] = v
         return sd
 
-    def save_pretrained(self, directory, include_vision_tower: Optional[bool] = None) -> Path:
+    def save_pretrained(self, directory, include_vision_tower: bool | None = None) -> Path:
         """config.json + model.safetensors (see the module docstring). The tower is included by
         default unless it was loaded from pretrained weights (then config.json names it)."""
         from safetensors.torch import save_file
@@ -479,9 +486,9 @@ class VLMamba(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path, device=None, dtype=None, kernel: str = "auto",
-                        vision_tower: Optional[str] = None, projector: Optional[str] = None,
-                        config: Optional[VLMambaConfig] = None, allow_random_projector: bool = False,
-                        allow_random_vision_tower: bool = False) -> "VLMamba":
+                        vision_tower: str | None = None, projector: str | None = None,
+                        config: VLMambaConfig | None = None, allow_random_projector: bool = False,
+                        allow_random_vision_tower: bool = False) -> VLMamba:
         """Load our layout, or a bare state-spaces Mamba directory + ``mm_projector.bin``.
 
         ``vision_tower``: folder/hub id of the pretrained tower (default: config's mm_vision_tower)
@@ -503,7 +510,7 @@ class VLMamba(nn.Module):
                               "nor a Mamba LM config (d_model)")
 
     @staticmethod
-    def _tower(cfg: VLMambaConfig, source: Optional[str], included: bool, device, dtype,
+    def _tower(cfg: VLMambaConfig, source: str | None, included: bool, device, dtype,
                allow_random: bool) -> VisionTower:
         if included or (source is None and allow_random):
             return VisionTower(cfg.vision_config, cfg.vision_select_layer, cfg.vision_select_feature,

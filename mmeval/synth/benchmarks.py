@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from mmeval.synth.images import COLORS, SHAPES, WORDS, Scene, blank_image, draw_scene, draw_word, random_scene
 

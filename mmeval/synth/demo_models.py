@@ -24,9 +24,10 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 DEMO_VERSION = "5"  # bump when the data generators or the training change
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import random
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from mmeval.synth.benchmarks import DEFAULT_COUNTS, TASKS, write_benchmarks
 

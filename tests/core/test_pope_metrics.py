@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmeval.metrics.yesno import (average_precision, binary_metrics, lmms_eval_pope_metrics,
-                                  parse_yes_no_llava, roc_auc)
+from mmeval.metrics.yesno import average_precision, binary_metrics, lmms_eval_pope_metrics, parse_yes_no_llava, roc_auc
 from mmeval.types import Doc, Prediction
 from tasks.pope import Pope
 

@@ -88,9 +88,8 @@ def test_registry_resolves_names(registered):
 
 
 def test_mock_generate_until_matches_adapter(registered):
-    from model_adapters.mock import MockAdapter
-
     from mmeval.integrations.lmms_eval_models import image_ref_from_pil
+    from model_adapters.mock import MockAdapter
 
     lm = registered.get_model("mmeval_mock").create_from_arg_string("seed=7", {"batch_size": 2, "device": "cpu"})
     same = _image()
@@ -116,9 +115,8 @@ def test_mock_generate_until_matches_adapter(registered):
 
 
 def test_mock_loglikelihood(registered):
-    from model_adapters.mock import MockAdapter
-
     from mmeval.integrations.lmms_eval_models import image_ref_from_pil
+    from model_adapters.mock import MockAdapter
 
     lm = registered.get_model("mmeval_mock").create_from_arg_string("", {"batch_size": 4, "device": "cpu"})
     docs = [{"image": _image(), "q": "Is there a cat?"}, {"image": _image((0, 0, 9)), "q": "Is there a car?"}]

@@ -7,9 +7,18 @@ import math
 
 import pytest
 
-from mmeval.metrics.choices import (can_infer, can_infer_option_lmms_eval, can_infer_option_vlmeval,
-                                    can_infer_text, circular_eval, is_missing, mmbench_judge_prompt,
-                                    parse_sqa_llava, parse_sqa_lmms_eval, sqa_lmms_eval_correct)
+from mmeval.metrics.choices import (
+    can_infer,
+    can_infer_option_lmms_eval,
+    can_infer_option_vlmeval,
+    can_infer_text,
+    circular_eval,
+    is_missing,
+    mmbench_judge_prompt,
+    parse_sqa_llava,
+    parse_sqa_lmms_eval,
+    sqa_lmms_eval_correct,
+)
 
 
 @pytest.mark.parametrize("text,n,expected", [

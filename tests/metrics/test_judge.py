@@ -3,14 +3,21 @@ cache (a second run sends nothing), retries, configuration; and the MM-Vet grade
 
 from __future__ import annotations
 
-
 import pytest
 
+from mmeval.metrics.judge import (
+    JudgeClient,
+    JudgeError,
+    chat_url,
+    grade_mmvet,
+    judge_from_options,
+    mmvet_aggregate,
+    mmvet_few_shot,
+    mmvet_query,
+    parse_mmvet_score,
+    split_judge_options,
+)
 from tests.fake_judge import fake_endpoint as _fake
-from mmeval.metrics.judge import (JudgeClient, JudgeError, chat_url, grade_mmvet, judge_from_options,
-                                  mmvet_aggregate, mmvet_few_shot, mmvet_query, parse_mmvet_score,
-                                  split_judge_options)
-
 
 
 def fake_endpoint(reply, status=200):

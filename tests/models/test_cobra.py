@@ -6,9 +6,19 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from mmeval.errors import CheckpointError, UnknownNameError, ModelArgsError
-from mmeval.models.cobra import (IGNORE_INDEX, Cobra, CobraConfig, build_prompt, build_tiny_tokenizer, encode_prompt,
-                                 lm_sizes_from_checkpoint, load_cobra, read_checkpoint, save_cobra)
+from mmeval.errors import CheckpointError, ModelArgsError, UnknownNameError
+from mmeval.models.cobra import (
+    IGNORE_INDEX,
+    Cobra,
+    CobraConfig,
+    build_prompt,
+    build_tiny_tokenizer,
+    encode_prompt,
+    lm_sizes_from_checkpoint,
+    load_cobra,
+    read_checkpoint,
+    save_cobra,
+)
 from mmeval.models.vision_timm import save_vision_weights
 from mmeval.models.vlm_runtime import PromptSplit
 from mmeval.types import GenerationConfig, ImageRef, Request

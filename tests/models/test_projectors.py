@@ -1,8 +1,17 @@
 import pytest
 import torch
 
-from mmeval.models.projectors import (FusedLDPProjector, FusedMLPProjector, LDPProjector, LinearProjector,
-                                      MLPProjector, PosInjectLayer, TokenDownLayer, build_projector, projector_type)
+from mmeval.models.projectors import (
+    FusedLDPProjector,
+    FusedMLPProjector,
+    LDPProjector,
+    LinearProjector,
+    MLPProjector,
+    PosInjectLayer,
+    TokenDownLayer,
+    build_projector,
+    projector_type,
+)
 
 V, D = 20, 12  # vision dim, llm dim
 

@@ -8,9 +8,17 @@ import torch
 from PIL import Image
 
 from mmeval.errors import CheckpointError
-from mmeval.models.vision_hf import (CLIP_VIT_L_14_336, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, SIGLIP_SO400M_14_384,
-                                     ImagePreprocess, VisionTower, load_vision_tower, resolve_folder,
-                                     vision_config_dict)
+from mmeval.models.vision_hf import (
+    CLIP_VIT_L_14_336,
+    OPENAI_CLIP_MEAN,
+    OPENAI_CLIP_STD,
+    SIGLIP_SO400M_14_384,
+    ImagePreprocess,
+    VisionTower,
+    load_vision_tower,
+    resolve_folder,
+    vision_config_dict,
+)
 
 
 def _random_image(w=317, h=200, seed=0):

@@ -5,8 +5,13 @@ import torch
 from PIL import Image
 
 from mmeval.errors import CheckpointError
-from mmeval.models.vision_timm import (TINY_IMAGE_SIZE, VisionBackbone, build_tower_transform, find_tower_weights,
-                                       save_vision_weights)
+from mmeval.models.vision_timm import (
+    TINY_IMAGE_SIZE,
+    VisionBackbone,
+    build_tower_transform,
+    find_tower_weights,
+    save_vision_weights,
+)
 
 S = TINY_IMAGE_SIZE
 

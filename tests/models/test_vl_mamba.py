@@ -11,8 +11,17 @@ import torch.nn.functional as F
 from PIL import Image
 
 from mmeval.errors import CheckpointError, ModelArgsError
-from mmeval.models.vl_mamba import (IMAGE_TOKEN_INDEX, SYSTEM_PROMPT, VLMamba, VLMambaConfig, build_prompt,
-                                    build_tiny_tokenizer, conversation_text, split_prompt_ids, tokenize_with_image)
+from mmeval.models.vl_mamba import (
+    IMAGE_TOKEN_INDEX,
+    SYSTEM_PROMPT,
+    VLMamba,
+    VLMambaConfig,
+    build_prompt,
+    build_tiny_tokenizer,
+    conversation_text,
+    split_prompt_ids,
+    tokenize_with_image,
+)
 from mmeval.models.vlm_runtime import PromptSplit, VLMRuntime
 from mmeval.types import GenerationConfig, ImageRef, Request
 
@@ -347,8 +356,8 @@ def tok_file(tmp_path_factory):
 
 
 def test_adapter_tiny(tmp_path, tok_file):
-    from model_adapters.vl_mamba import VLMambaAdapter
     from mmeval.errors import UnknownNameError
+    from model_adapters.vl_mamba import VLMambaAdapter
 
     with pytest.raises(UnknownNameError, match="known: encoder"):
         VLMambaAdapter.from_args({"tiny": "1", "bogus": "1"})

@@ -7,13 +7,12 @@ from __future__ import annotations
 import re
 
 import pytest
-
-from tests.fake_judge import fake_endpoint
 from PIL import Image
 
 from mmeval.errors import DataError
 from mmeval.types import Prediction
 from tasks.mmbench import MMBench
+from tests.fake_judge import fake_endpoint
 
 
 @pytest.fixture(autouse=True)

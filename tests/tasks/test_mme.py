@@ -7,7 +7,14 @@ import pytest
 from PIL import Image
 
 from mmeval.errors import DataError
-from mmeval.metrics.mme import COGNITION, PERCEPTION, SUBTASKS, mme_official_scores, parse_mme_lmms_eval, parse_mme_official
+from mmeval.metrics.mme import (
+    COGNITION,
+    PERCEPTION,
+    SUBTASKS,
+    mme_official_scores,
+    parse_mme_lmms_eval,
+    parse_mme_official,
+)
 from mmeval.types import Prediction
 from tasks.mme import MME
 

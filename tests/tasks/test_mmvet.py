@@ -8,14 +8,13 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from tests.fake_judge import fake_endpoint
 from PIL import Image
 
 from mmeval.errors import DataError
 from mmeval.scoring import sample_record
 from mmeval.types import Prediction
 from tasks.mmvet import MMVet
+from tests.fake_judge import fake_endpoint
 
 
 @pytest.fixture(autouse=True)

@@ -97,7 +97,7 @@ def _weight_files(d: Path) -> list[Path]:
     for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         index = d / index_name
         if index.is_file():
-            with open(index, "r", encoding="utf-8") as f:
+            with open(index, encoding="utf-8") as f:
                 shards = sorted(set(json.load(f)["weight_map"].values()))
             for s in shards:
                 if not (d / s).is_file():

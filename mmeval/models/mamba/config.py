@@ -74,7 +74,7 @@ class MambaConfig:
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> MambaConfig:
-        with open(path, "r", encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             return cls.from_dict(json.load(f))
 
     @classmethod
