@@ -108,7 +108,7 @@ def rel_err(a, b) -> float:
 
 
 def first_mismatch(x, y):
-    for i, (p, q) in enumerate(zip(x, y)):
+    for i, (p, q) in enumerate(zip(x, y, strict=False)):
         if p != q:
             return i
     return None if len(x) == len(y) else min(len(x), len(y))
@@ -184,7 +184,7 @@ def section_a(args, models, kernel_ok):
         if kernel_ok:
             row["kernel_vs_ref_logits_rel_err"] = rel_err(r["cuda"]["logits"], r["ref"]["logits"])
             row["greedy_tokens_agree"] = r["cuda"]["tokens"] == r["ref"]["tokens"]
-            row["greedy_first_mismatch"] = [first_mismatch(a, b) for a, b in zip(r["cuda"]["tokens"], r["ref"]["tokens"])]
+            row["greedy_first_mismatch"] = [first_mismatch(a, b) for a, b in zip(r["cuda"]["tokens"], r["ref"]["tokens"], strict=True)]
         else:
             row["kernel_vs_ref"] = "skipped: CUDA kernels unavailable"
         res[name] = row

@@ -254,7 +254,7 @@ class MMEvalLMM(lmms):
                     _release(reqs)
                 if len(out) != len(batch):
                     raise RuntimeError(f"adapter {self.adapter.name} answered {len(out)} of {len(batch)} requests")
-                for i, p in zip(batch, out):
+                for i, p in zip(batch, out, strict=True):
                     preds[i] = p
                 bar.update(len(batch))
         return preds  # type: ignore[return-value]
@@ -267,7 +267,7 @@ class MMEvalLMM(lmms):
             built.append(self._request(context, doc_to_visual, doc_id, task, split, self._generation(gen_kwargs)))
         preds = self._answer(built, desc=f"{self.adapter.name} responding")
         texts = []
-        for inst, req, pred in zip(requests, built, preds):
+        for inst, req, pred in zip(requests, built, preds, strict=True):
             if pred.error:
                 self._warn_once(pred.error, f"{req.doc_id}: {pred.error}; answering ''")
             text = cut_at_stop(pred.text or "", req.generation.stop)
@@ -312,12 +312,12 @@ class MMEvalLMM(lmms):
                         out = self.adapter.answer_probabilities(batch_reqs, cands)
                     finally:
                         _release(batch_reqs)
-                    for i, p in zip(batch, out):
+                    for i, p in zip(batch, out, strict=True):
                         probs[ctx_keys[i]] = p or {}
                     bar.update(len(batch))
 
         results = []
-        for inst, (key, cand) in zip(requests, keys):
+        for inst, (key, cand) in zip(requests, keys, strict=True):
             p = probs[key]
             if cand not in p:  # e.g. the image was unreadable
                 self._warn_once(f"noprob:{key[:3]}", f"{key[0]}/{key[1]}/{key[2]}: no probability for {cand!r}")

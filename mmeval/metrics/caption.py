@@ -154,7 +154,7 @@ def _meteor_scorer():
 
 def _tokenized(items: Sequence[tuple[str, Sequence[str]]]) -> tuple[list[str], list[list[str]]]:
     flat = [p for p, _ in items] + [r for _, refs in items for r in refs]
-    tok = dict(zip(flat, ptb_tokenize(flat)))
+    tok = dict(zip(flat, ptb_tokenize(flat), strict=True))
     return [tok[p] for p, _ in items], [[tok[r] for r in refs] for _, refs in items]
 
 
@@ -205,7 +205,7 @@ def resample_scores(items: Sequence[tuple[str, Sequence[str]]]) -> dict[str, flo
     if missing:
         preds, refs = _tokenized([(p, list(r)) for p, r in missing])
         rouge = Rouge()
-        for k, p, r in zip(missing, preds, refs):
+        for k, p, r in zip(missing, preds, refs, strict=True):
             crefs = cook_refs(r)
             _stat_cache[k] = (crefs, cook_test(p, crefs), float(rouge.calc_score([p], r)))
     scorer = BleuScorer(n=4)

@@ -231,7 +231,7 @@ def gen_mmbench(rng: random.Random, n: int) -> tuple[list[dict], float]:
         chance += (1.0 / k) ** k
         row = {"index": i, "question": question, "hint": None, "answer": "ABCD"[idx], "category": cat,
                "l2_category": "finegrained_perception (instance)", "image": draw_scene(scene)}
-        for letter, text in zip("ABCD", choices):
+        for letter, text in zip("ABCD", choices, strict=False):
             row[letter] = text
         rows.extend(MMBench.rotations(row))
     # CircularEval: every rotation right; guessing gives (1/k)^k per question

@@ -37,7 +37,7 @@ def _img(i: int):
 def _run(task, data, protocol="llava", preds=PREDS):
     docs = task.load_docs(data)
     requests = [task.request(d, protocol) for d in docs]
-    scores = [task.score(d, Prediction(text=p), protocol) for d, p in zip(docs, preds)]
+    scores = [task.score(d, Prediction(text=p), protocol) for d, p in zip(docs, preds, strict=True)]
     return docs, requests, scores, task.aggregate(scores, protocol)
 
 
@@ -171,7 +171,7 @@ def test_nocaps_parquet_without_domains(tmp_path):
     docs = NoCaps().load_docs(nocaps_parquet(tmp_path, with_official=False))
     assert all(d.fields["domain"] == "" for d in docs)
     records = [SampleRecord(d.doc_id, "", p, d.target, NoCaps().score(d, Prediction(text=p), "llava"))
-               for d, p in zip(docs, PREDS)]
+               for d, p in zip(docs, PREDS, strict=True)]
     notes = NoCaps().finalize(records, tmp_path / "run", "llava")
     assert "domains" in notes
 
@@ -194,7 +194,7 @@ def test_end_to_end_each_layout(tmp_path, layout):
     assert [r.doc_id for r in requests] == [d.doc_id for d in docs]
     assert scores[0]["references"] == REFS[0] and scores[0]["prediction"] == PREDS[0]
     assert all(0.0 <= s["correct"] <= 1.0 for s in scores)
-    expected = cap.corpus_scores(list(zip(PREDS, REFS)), spice=False)
+    expected = cap.corpus_scores(list(zip(PREDS, REFS, strict=True)), spice=False)
     for k, v in expected.items():
         assert metrics[k] == pytest.approx(100 * v), k  # percentages
     assert {"Bleu_1", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr"} <= metrics.keys()
@@ -223,7 +223,7 @@ def test_summarize_bootstrap_and_finalize(tmp_path):
     task = TextCaps(spice="false")
     docs = task.load_docs(textcaps_parquet(tmp_path / "d"))
     records = [SampleRecord(d.doc_id, "", p, d.target, task.score(d, Prediction(text=p), "llava"))
-               for d, p in zip(docs, PREDS)]
+               for d, p in zip(docs, PREDS, strict=True)]
     summary = summarize(task, "llava", records, n_boot=50, seed=0)
     assert summary["headline"] == "CIDEr" and "CIDEr" in summary["metrics"]
     assert set(summary["ci95"]) == set(cap.RESAMPLE_METRICS)  # no corpus CIDEr bootstrap
@@ -243,7 +243,7 @@ def test_no_java_means_no_numbers(tmp_path, monkeypatch):
     task = CocoCaption()
     docs, _, scores, metrics = _run(task, coco_parquet(tmp_path))
     assert metrics == {}
-    notes = task.finalize([SampleRecord(d.doc_id, "", p, d.target, s) for d, p, s in zip(docs, PREDS, scores)],
+    notes = task.finalize([SampleRecord(d.doc_id, "", p, d.target, s) for d, p, s in zip(docs, PREDS, scores, strict=True)],
                           tmp_path / "run", "llava")
     assert set(notes["metrics_skipped"]) == set(cap.FULL_METRICS)
     assert notes["java"].startswith("not available")

@@ -178,7 +178,7 @@ def test_mmvet(tmp_path, monkeypatch):
     with fake_endpoint(lambda body: reply(body["messages"][0]["content"])) as (url, seen):
         task = MMVet(judge_url=url, judge_model="fake", judge_cache=str(tmp_path))
         records, docs, theirs = [], {}, []
-        for r, p in zip(raw, preds):
+        for r, p in zip(raw, preds, strict=True):
             doc = docs[r["question_id"]] = MMVet._doc(r["question_id"], r, IMG)
             kw = {"pre_prompt": "First please perform reasoning, and think step by step to provide best answer to "
                                 "the following question: \n\n", "post_prompt": ""}

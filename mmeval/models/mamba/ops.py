@@ -197,7 +197,7 @@ def selective_scan_ref(
         # step-major copies unbound once: indexing step i instead makes autograd write a
         # zero-filled full-size gradient per step (quadratic in l; half of a CPU training step)
         steps = (t.movedim(2, 0).contiguous().unbind(0) for t in (dA, dBu, Ct))
-        for dA_i, dBu_i, C_i in zip(*steps):
+        for dA_i, dBu_i, C_i in zip(*steps, strict=True):
             h = dA_i * h + dBu_i
             ys.append((h * C_i).sum(-1))
     y = torch.stack(ys, dim=-1) if ys else uf.new_zeros((b, d, 0))
