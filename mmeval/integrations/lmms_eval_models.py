@@ -393,7 +393,8 @@ def _batch_size(batch_size: int | str, max_batch_size: int | None) -> int:
     s = str(batch_size if batch_size is not None else 1).strip()
     if s.startswith("auto"):
         n = int(max_batch_size or (s.split(":", 1)[1] if ":" in s else 0) or 1)
-        warnings.warn(f"mmeval adapters have no automatic batch size; using batch_size={n}")
+        # stacklevel=1: the warning is about the option's value, not about a caller's line
+        warnings.warn(f"mmeval adapters have no automatic batch size; using batch_size={n}", stacklevel=1)
         return max(1, n)
     n = int(s)
     if n < 1:

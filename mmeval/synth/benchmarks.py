@@ -358,7 +358,7 @@ def _write_benchmarks(out: Path, seed: int, counts: str | int | dict | None, tas
                       log: Callable[[str], None] | None) -> dict[str, Any]:
     n = parse_counts(counts)
     manifest: dict[str, Any] = {"seed": seed, "counts": {t: n[t] for t in tasks}, "tasks": {}}
-    for i, task in enumerate(tasks):
+    for task in tasks:
         rng = random.Random(f"{seed}/{task}")
         rows, chance = GENERATORS[task](rng, n[task])
         write_rows(task, out / task, rows)

@@ -277,7 +277,7 @@ def test_random_init_full_size_builds_without_files():
     m = a.model
     assert m.vision.embed_dim == 2176 and m.num_image_tokens == 729
     assert (m.lm.config.d_model, m.lm.config.n_layer, m.lm.config.padded_vocab_size) == (2560, 64, 50280)
-    assert [tuple(l.weight.shape) for l in m.projector.projector if isinstance(l, torch.nn.Linear)] == \
+    assert [tuple(layer.weight.shape) for layer in m.projector.projector if isinstance(layer, torch.nn.Linear)] == \
         [(8704, 2176), (2560, 8704), (2560, 2560)]
     assert m.image_transform(Image.new("RGB", (500, 300)))["siglip"].shape == (3, 384, 384)
     n = sum(p.numel() for p in m.parameters())
