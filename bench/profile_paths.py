@@ -135,7 +135,9 @@ def main():
     pope = Pope()
     configure(adapter, prefix_cache=True, cuda_graphs=True, ignore_eos=True)
     warm = pope_shaped_docs(4, 18, seed=5)
-    timed_run(adapter, pope, "llava", warm, cap_new_tokens([pope.request(d, "llava") for d in warm], 2), a.batch, "cuda", "w")
+    timed_run(
+        adapter, pope, "llava", warm, cap_new_tokens([pope.request(d, "llava") for d in warm], 2), a.batch, "cuda", "w"
+    )
     docs = pope_shaped_docs(a.images, 18)
     reqs = cap_new_tokens([pope.request(d, "llava") for d in docs], 2)
     configure(adapter, prefix_cache=True, cuda_graphs=True, ignore_eos=True)
@@ -143,18 +145,28 @@ def main():
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         r = timed_run(adapter, pope, "llava", docs, reqs, a.batch, "cuda", "p")
     wall = time.perf_counter() - t0
-    lines += [f"==== {a.model} POPE fast path, {len(docs)} questions, wall {wall:.2f}s (profiled), {r['samples_per_s']} q/s",
-              regions(prof),
-              prof.key_averages().table(sort_by="cpu_time_total", row_limit=25, max_name_column_width=60),
-              table(prof, 25)]
+    lines += [
+        f"==== {a.model} POPE fast path, {len(docs)} questions, wall {wall:.2f}s (profiled), {r['samples_per_s']} q/s",
+        regions(prof),
+        prof.key_averages().table(sort_by="cpu_time_total", row_limit=25, max_name_column_width=60),
+        table(prof, 25),
+    ]
     from mmeval.benchmark.workloads import LongAnswerTask, long_answer_docs
 
     long_task = LongAnswerTask(new_tokens=a.long_tokens)
     for n in (a.batch, 1):
         docs = long_answer_docs(n, seed=3)
         reqs = [long_task.request(d, "llava") for d in docs]
-        timed_run(adapter, long_task, "llava", long_answer_docs(n, seed=4), [long_task.request(d, "llava") for d in
-                                                                            long_answer_docs(n, seed=4)], n, "cuda", "w")
+        timed_run(
+            adapter,
+            long_task,
+            "llava",
+            long_answer_docs(n, seed=4),
+            [long_task.request(d, "llava") for d in long_answer_docs(n, seed=4)],
+            n,
+            "cuda",
+            "w",
+        )
         t0 = time.perf_counter()
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             r = timed_run(adapter, long_task, "llava", docs, reqs, n, "cuda", "l")

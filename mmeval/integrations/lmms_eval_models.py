@@ -223,8 +223,9 @@ class MMEvalLMM(lmms):
         sampled = (gen.get("do_sample") is True or float(gen.get("temperature") or 0) > 0
                    or int(gen.get("num_beams") or 1) > 1)
         if sampled:
+            asked = {k: gen.get(k) for k in ("do_sample", "temperature", "num_beams") if k in gen}
             self._warn_once("sampling", "mmeval adapters decode greedily; do_sample/temperature/num_beams "
-                                        f"in gen_kwargs are ignored ({ {k: gen.get(k) for k in ('do_sample', 'temperature', 'num_beams') if k in gen} })")
+                            f"in gen_kwargs are ignored ({asked})")
         max_new = gen.get("max_new_tokens")
         return GenerationConfig(max_new_tokens=int(max_new) if max_new is not None else DEFAULT_MAX_NEW_TOKENS,
                                 stop=tuple(s for s in until if s))
@@ -286,7 +287,8 @@ class MMEvalLMM(lmms):
             if len(inst.args) < 6:
                 raise NotImplementedError(
                     f"{type(self).__name__}.loglikelihood needs (context, continuation, doc_to_visual, doc_id, task, "
-                    "split) requests; context-free requests (e.g. acc_mutual_info) are not supported by mmeval adapters")
+                    "split) requests; context-free requests (e.g. acc_mutual_info) are not supported by mmeval adapters"
+                )
             context, continuation, doc_to_visual, doc_id, task, split = inst.args[:6]
             cand = self._candidate(continuation)
             key = (task, split, doc_id, context)

@@ -47,7 +47,11 @@ def java_status() -> tuple[bool, str]:
     """(available, description): `java` on PATH and `java -version` runs."""
     java = shutil.which("java")
     if java is None:
-        return False, "no `java` on PATH (the PTB tokenizer, METEOR and SPICE are Java programs; install a JRE, e.g. apt-get install openjdk-17-jre-headless)"
+        return (
+            False,
+            "no `java` on PATH (the PTB tokenizer, METEOR and SPICE are Java programs; install a JRE, "
+            "e.g. apt-get install openjdk-17-jre-headless)",
+        )
     try:
         out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.SubprocessError) as exc:

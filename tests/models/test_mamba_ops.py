@@ -129,7 +129,9 @@ def test_state_step_matches_scan():
     out, last = selective_scan_ref(u, delta, A, B, C, D, z, db, True, return_last_state=True)
     h = torch.zeros(2, 6, 4)
     for t in range(5):
-        y, h = selective_state_step_ref(h, u[:, :, t], delta[:, :, t], A, B[:, :, t], C[:, :, t], D, z[:, :, t], db, True)
+        y, h = selective_state_step_ref(
+            h, u[:, :, t], delta[:, :, t], A, B[:, :, t], C[:, :, t], D, z[:, :, t], db, True
+        )
         torch.testing.assert_close(y, out[:, :, t], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(h, last, rtol=1e-5, atol=1e-6)
 

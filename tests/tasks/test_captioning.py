@@ -24,7 +24,12 @@ REFS = [
     ["A red bus on a city street.", "A double decker bus on the road.", "A bus parked next to a curb."],
     ["A stop sign at a street corner.", "A red stop sign on a corner.", "Stop sign near an intersection."],
 ]
-PREDS = ["A man rides a horse on the beach.", "Two dogs play in the grass", "A plate of food.", "A stop sign, on a corner!"]
+PREDS = [
+    "A man rides a horse on the beach.",
+    "Two dogs play in the grass",
+    "A plate of food.",
+    "A stop sign, on a corner!",
+]
 DOMAINS = ["in-domain", "near-domain", "out-domain", "near-domain"]
 
 
@@ -43,9 +48,19 @@ def _run(task, data, protocol="llava", preds=PREDS):
 
 # --------------------------------------------------------------------------- fixtures per layout
 def coco_parquet(root: Path) -> Path:
-    rows = [{"filepath": "val2014", "sentids": [5 * i + k for k in range(3)], "filename": f"COCO_val2014_{100 + i:012d}.jpg",
-             "imgid": i, "split": "test", "sentences": REFS[i], "cocoid": 100 + i,
-             "url": f"http://images.cocodataset.org/val2014/COCO_val2014_{100 + i:012d}.jpg"} for i in range(4)]
+    rows = [
+        {
+            "filepath": "val2014",
+            "sentids": [5 * i + k for k in range(3)],
+            "filename": f"COCO_val2014_{100 + i:012d}.jpg",
+            "imgid": i,
+            "split": "test",
+            "sentences": REFS[i],
+            "cocoid": 100 + i,
+            "url": f"http://images.cocodataset.org/val2014/COCO_val2014_{100 + i:012d}.jpg",
+        }
+        for i in range(4)
+    ]
     CocoCaption.write_layout(root, rows)
     for i in range(4):  # the parquet has no images: COCO's val2014 folder beside it
         (root / "val2014").mkdir(exist_ok=True)
@@ -54,10 +69,26 @@ def coco_parquet(root: Path) -> Path:
 
 
 def coco_official(root: Path) -> Path:
-    images = [{"filepath": "val2014", "filename": f"COCO_val2014_{100 + i:012d}.jpg", "cocoid": 100 + i, "split": "test",
-               "sentences": REFS[i], "pil": _img(i)} for i in range(4)]
-    images.append({"filepath": "train2014", "filename": "COCO_train2014_000000000007.jpg", "cocoid": 7, "split": "train",
-                   "sentences": ["not in the test split"]})
+    images = [
+        {
+            "filepath": "val2014",
+            "filename": f"COCO_val2014_{100 + i:012d}.jpg",
+            "cocoid": 100 + i,
+            "split": "test",
+            "sentences": REFS[i],
+            "pil": _img(i),
+        }
+        for i in range(4)
+    ]
+    images.append(
+        {
+            "filepath": "train2014",
+            "filename": "COCO_train2014_000000000007.jpg",
+            "cocoid": 7,
+            "split": "train",
+            "sentences": ["not in the test split"],
+        }
+    )
     CocoCaption.write_official(root, images)
     return root
 
@@ -243,8 +274,11 @@ def test_no_java_means_no_numbers(tmp_path, monkeypatch):
     task = CocoCaption()
     docs, _, scores, metrics = _run(task, coco_parquet(tmp_path))
     assert metrics == {}
-    notes = task.finalize([SampleRecord(d.doc_id, "", p, d.target, s) for d, p, s in zip(docs, PREDS, scores, strict=True)],
-                          tmp_path / "run", "llava")
+    notes = task.finalize(
+        [SampleRecord(d.doc_id, "", p, d.target, s) for d, p, s in zip(docs, PREDS, scores, strict=True)],
+        tmp_path / "run",
+        "llava",
+    )
     assert set(notes["metrics_skipped"]) == set(cap.FULL_METRICS)
     assert notes["java"].startswith("not available")
 

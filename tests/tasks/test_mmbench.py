@@ -97,7 +97,9 @@ def test_end_to_end(tmp_path, layout):
     with fake_endpoint(cat_letter) as (url, seen):
         judged = MMBench(judge_url=url, judge_model="fake", judge_cache=str(tmp_path / "cache"))
         s2 = [judged.score(d, p, "llava") for d, p in zip(docs, preds, strict=True)]
-        assert len(seen) == 2 and all(s["judged"] == (d.fields["index"] % 10**6 == 3) for s, d in zip(s2, docs, strict=True))
+        assert len(seen) == 2 and all(
+            s["judged"] == (d.fields["index"] % 10**6 == 3) for s, d in zip(s2, docs, strict=True)
+        )
         m2 = judged.aggregate(s2, "llava")
         assert m2["circular_accuracy"] == pytest.approx(200 / 3)
         assert m2["vanilla_accuracy"] == pytest.approx(100.0)
