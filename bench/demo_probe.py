@@ -81,8 +81,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, choices=["vl-mamba", "cobra"])
     ap.add_argument("--checkpoint", required=True, help="a demo (or finetune) checkpoint folder")
-    ap.add_argument("--data", type=Path, help="held-out set folder (written there when missing; default: a temp folder)")
-    ap.add_argument("--scale", type=float, default=1.0, help="held-out questions = the benchmarks' default counts x this")
+    ap.add_argument(
+        "--data", type=Path, help="held-out set folder (written there when missing; default: a temp folder)"
+    )
+    ap.add_argument(
+        "--scale", type=float, default=1.0, help="held-out questions = the benchmarks' default counts x this"
+    )
     ap.add_argument("--per-task", type=int, default=120)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", type=Path, help="write the results as JSON")

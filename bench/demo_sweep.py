@@ -118,9 +118,26 @@ def main() -> None:
     print(f"data ready in {time.perf_counter() - started:.0f} s", flush=True)
 
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    procs = {n: subprocess.Popen([sys.executable, __file__, "--one", n, "--config", json.dumps(asdict(c)),
-                                  "--root", str(root), "--device", a.device], env=env, stdout=subprocess.PIPE, text=True)
-             for n, c in cfgs.items()}
+    procs = {
+        n: subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--one",
+                n,
+                "--config",
+                json.dumps(asdict(c)),
+                "--root",
+                str(root),
+                "--device",
+                a.device,
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for n, c in cfgs.items()
+    }
     results = {}
     for n, p in procs.items():
         left = max(1.0, a.deadline - (time.perf_counter() - started))
@@ -135,7 +152,9 @@ def main() -> None:
 
     from tabulate import tabulate
 
-    chance = {t: i.get("chance") for t, i in json.loads((root / "data-seed0" / "synth.json").read_text())["tasks"].items()}
+    chance = {
+        t: i.get("chance") for t, i in json.loads((root / "data-seed0" / "synth.json").read_text())["tasks"].items()
+    }
     rows = []
     for t in TASKS:
         row = [t, "" if chance.get(t) is None else f"{chance[t]:.0f}"]

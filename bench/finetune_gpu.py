@@ -8,7 +8,8 @@ recipe: projector + LM trained, bf16 autocast over fp32 master weights, AdamW) w
 and peak memory.
 
     python bench/finetune_gpu.py --out finetune_gpu.json            # on the GPU
-    python bench/finetune_gpu.py --device cpu --small-steps 2 --small-batch 2 --small-layers 1 --scale 0.05 --no-full   # smoke test
+    python bench/finetune_gpu.py --device cpu --small-steps 2 --small-batch 2 --small-layers 1 --scale 0.05 \\
+        --no-full                                                    # smoke test on the CPU
 """
 from __future__ import annotations
 
@@ -36,8 +37,16 @@ def small_model(vocab: int, n_layer: int = LM_130M["n_layer"]):
     from mmeval.models.vl_mamba import VLMamba, VLMambaConfig
 
     vision = dict(vision_config_dict("siglip"), **SMALL_SIGLIP)
-    return VLMamba(VLMambaConfig(encoder="siglip", mmc="vss-l2", scan="bsm", vision_tower="none", vision_config=vision,
-                                 lm_config=dict(LM_130M, n_layer=n_layer, vocab_size=max(vocab, LM_130M["vocab_size"]))))
+    return VLMamba(
+        VLMambaConfig(
+            encoder="siglip",
+            mmc="vss-l2",
+            scan="bsm",
+            vision_tower="none",
+            vision_config=vision,
+            lm_config=dict(LM_130M, n_layer=n_layer, vocab_size=max(vocab, LM_130M["vocab_size"])),
+        )
+    )
 
 
 def small_run(out: Path, device: str, steps: int, scale: float, batch: int, n_layer: int = LM_130M["n_layer"]) -> dict:
@@ -62,12 +71,20 @@ def small_run(out: Path, device: str, steps: int, scale: float, batch: int, n_la
     wall = time.perf_counter() - t0
     log = [json.loads(x) for x in (out / "small" / "train_log.jsonl").read_text().splitlines()]
     tps = [r["tokens_per_s"] for r in log[len(log) // 10:]]  # after the first 10% (warm-up, cudnn/triton autotune)
-    return {"params": n_params, "lm_params": n_lm, "conversations": len(rows), "per_task": info["per_task"],
-            "steps": res.step, "batch": batch, "wall_s_incl_save": round(wall, 1),
-            "tokens_per_s_median": round(sorted(tps)[len(tps) // 2], 0) if tps else None,
-            "samples_per_s": round(batch * res.step / wall, 1),
-            "loss_first": round(res.losses[0], 4), "loss_last10": round(sum(res.losses[-10:]) / len(res.losses[-10:]), 4),
-            "losses_every_25": [round(x, 4) for x in res.losses[::25]]}
+    return {
+        "params": n_params,
+        "lm_params": n_lm,
+        "conversations": len(rows),
+        "per_task": info["per_task"],
+        "steps": res.step,
+        "batch": batch,
+        "wall_s_incl_save": round(wall, 1),
+        "tokens_per_s_median": round(sorted(tps)[len(tps) // 2], 0) if tps else None,
+        "samples_per_s": round(batch * res.step / wall, 1),
+        "loss_first": round(res.losses[0], 4),
+        "loss_last10": round(sum(res.losses[-10:]) / len(res.losses[-10:]), 4),
+        "losses_every_25": [round(x, 4) for x in res.losses[::25]],
+    }
 
 
 def make_data(d: Path, n: int) -> list[dict]:
@@ -93,7 +110,9 @@ def main() -> None:
     ap.add_argument("--small-steps", type=int, default=300)
     ap.add_argument("--small-batch", type=int, default=32)
     ap.add_argument("--small-layers", type=int, default=24, help="LM layers of the small run (24 = mamba-130m)")
-    ap.add_argument("--scale", type=float, default=5.0, help="generated training questions = the benchmarks' counts x this")
+    ap.add_argument(
+        "--scale", type=float, default=5.0, help="generated training questions = the benchmarks' counts x this"
+    )
     ap.add_argument("--full-steps", type=int, default=3)
     ap.add_argument("--full-batch", type=int, default=4)
     ap.add_argument("--no-full", action="store_true")
@@ -121,8 +140,14 @@ def main() -> None:
                            output_dir=tmp / "full", device=a.device, max_steps=a.full_steps, progress=False,
                            model=model, tokenizer=build_tiny_tokenizer())
             wall = time.perf_counter() - t0
-            report["full"] = {"params": n_params, "steps": res.step, "batch": a.full_batch, "wall_s_incl_save": round(wall, 1),
-                              "losses": res.losses, "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1)}
+            report["full"] = {
+                "params": n_params,
+                "steps": res.step,
+                "batch": a.full_batch,
+                "wall_s_incl_save": round(wall, 1),
+                "losses": res.losses,
+                "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1),
+            }
             print("full:", report["full"], flush=True)
     Path(a.out).write_text(json.dumps(report, indent=1))
 

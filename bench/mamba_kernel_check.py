@@ -108,7 +108,7 @@ def rel_err(a, b) -> float:
 
 
 def first_mismatch(x, y):
-    for i, (p, q) in enumerate(zip(x, y)):
+    for i, (p, q) in enumerate(zip(x, y, strict=False)):
         if p != q:
             return i
     return None if len(x) == len(y) else min(len(x), len(y))
@@ -184,7 +184,9 @@ def section_a(args, models, kernel_ok):
         if kernel_ok:
             row["kernel_vs_ref_logits_rel_err"] = rel_err(r["cuda"]["logits"], r["ref"]["logits"])
             row["greedy_tokens_agree"] = r["cuda"]["tokens"] == r["ref"]["tokens"]
-            row["greedy_first_mismatch"] = [first_mismatch(a, b) for a, b in zip(r["cuda"]["tokens"], r["ref"]["tokens"])]
+            row["greedy_first_mismatch"] = [
+                first_mismatch(a, b) for a, b in zip(r["cuda"]["tokens"], r["ref"]["tokens"], strict=True)
+            ]
         else:
             row["kernel_vs_ref"] = "skipped: CUDA kernels unavailable"
         res[name] = row
@@ -292,11 +294,20 @@ def main(argv=None):
     cfg = any_model.config
     n_params = sum(p.numel() for p in any_model.parameters())
     report = {
-        "device": torch.cuda.get_device_name(args.device) if args.device.type == "cuda" else platform.processor() or "cpu",
-        "torch": torch.__version__, "kernels_available": kernel_ok,
-        "model": {"d_model": cfg.d_model, "n_layer": cfg.n_layer, "vocab_size": cfg.vocab_size,
-                  "padded_vocab": cfg.padded_vocab_size, "d_state": cfg.d_state, "params": n_params,
-                  "weights": "checkpoint " + args.checkpoint if args.checkpoint else f"random (seed {args.seed})"},
+        "device": torch.cuda.get_device_name(args.device)
+        if args.device.type == "cuda"
+        else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "kernels_available": kernel_ok,
+        "model": {
+            "d_model": cfg.d_model,
+            "n_layer": cfg.n_layer,
+            "vocab_size": cfg.vocab_size,
+            "padded_vocab": cfg.padded_vocab_size,
+            "d_state": cfg.d_state,
+            "params": n_params,
+            "weights": "checkpoint " + args.checkpoint if args.checkpoint else f"random (seed {args.seed})",
+        },
         "args": {k: (str(v) if isinstance(v, torch.device) else v) for k, v in vars(args).items()},
     }
     skip = set(args.skip.split(","))

@@ -34,9 +34,16 @@ def main() -> None:
     rows = []
     for i, data in enumerate(jpeg_images(a.images)):
         for q in range(a.questions):
-            rows.append({"question_id": str(i * a.questions + q), "question": f"Is there a {OBJECTS[q % len(OBJECTS)]} in the image?",
-                         "answer": "yes" if (i + q) % 2 else "no", "image_source": f"bench_{i:06d}", "image": data,
-                         "category": ("random", "popular", "adversarial")[q % 3]})
+            rows.append(
+                {
+                    "question_id": str(i * a.questions + q),
+                    "question": f"Is there a {OBJECTS[q % len(OBJECTS)]} in the image?",
+                    "answer": "yes" if (i + q) % 2 else "no",
+                    "image_source": f"bench_{i:06d}",
+                    "image": data,
+                    "category": ("random", "popular", "adversarial")[q % 3],
+                }
+            )
     print(Pope.write_layout(Path(a.out) / "pope", rows))
     from mmeval.models.cobra import build_tiny_tokenizer
 

@@ -33,14 +33,16 @@ def regions(prof) -> str:
 
 def _cuda_ms(fn, reps: int = 10) -> tuple[float, float]:
     """(GPU ms per call from CUDA events, host ms per call to launch it) after a warm-up."""
-    fn(); torch.cuda.synchronize()
+    fn()
+    torch.cuda.synchronize()
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     t0 = time.perf_counter()
     start.record()
     for _ in range(reps):
         fn()
     host = (time.perf_counter() - t0) / reps * 1e3
-    end.record(); torch.cuda.synchronize()
+    end.record()
+    torch.cuda.synchronize()
     return start.elapsed_time(end) / reps, host
 
 
@@ -58,23 +60,26 @@ def lm_pieces(dev) -> list[str]:
         prefix = torch.randint(0, 50280, (4, 730), generator=g).to(dev)
         st4 = m(input_ids=prefix, return_state=True, logits="none").state
         state = st4.index_select(torch.arange(64, device=dev) % 4)
-        for b, l in ((64, 24), (64, 8), (16, 24)):
-            ids = torch.randint(0, 50280, (b, l), generator=g).to(dev)
-            lens = torch.full((b,), l)
+        for b, length in ((64, 24), (64, 8), (16, 24)):
+            ids = torch.randint(0, 50280, (b, length), generator=g).to(dev)
+            lens = torch.full((b,), length)
             sb = state.index_select(torch.arange(b, device=dev))
-            gpu, host = _cuda_ms(lambda: m(input_ids=ids, lengths=lens, state=sb, return_state=True, logits="last"))
-            gpu0, host0 = _cuda_ms(lambda: m(input_ids=ids, lengths=lens, return_state=True, logits="last"))
-            out.append(f"suffix prefill {b}x{l}: from a state {gpu:.2f} ms GPU / {host:.2f} ms host; "
+            # default arguments bind this iteration's tensors (the lambdas run before the next one anyway)
+            gpu, host = _cuda_ms(lambda ids=ids, lens=lens, sb=sb: m(input_ids=ids, lengths=lens, state=sb,
+                                                                     return_state=True, logits="last"))
+            gpu0, host0 = _cuda_ms(lambda ids=ids, lens=lens: m(input_ids=ids, lengths=lens, return_state=True,
+                                                                logits="last"))
+            out.append(f"suffix prefill {b}x{length}: from a state {gpu:.2f} ms GPU / {host:.2f} ms host; "
                        f"from zero {gpu0:.2f} / {host0:.2f}")
         gpu, host = _cuda_ms(lambda: m(input_ids=prefix, return_state=True, logits="none"), 3)
         out.append(f"prefix prefill 4x730: {gpu:.2f} ms GPU / {host:.2f} ms host")
         for b in (1, 64):
             tok = torch.zeros(b, dtype=torch.long, device=dev)
             sb = state.index_select(torch.arange(b, device=dev))
-            gpu, host = _cuda_ms(lambda: m.step(tok, state=sb, inplace=True), 20)
+            gpu, host = _cuda_ms(lambda tok=tok, sb=sb: m.step(tok, state=sb, inplace=True), 20)
             graph = get_cuda_graph_step(m, b)
             graph.load_state(sb)
-            ggpu, ghost = _cuda_ms(lambda: graph(tok), 50)
+            ggpu, ghost = _cuda_ms(lambda graph=graph, tok=tok: graph(tok), 50)
             out.append(f"decode step b{b}: eager {gpu:.3f} ms GPU / {host:.3f} ms host; graph {ggpu:.3f} / {ghost:.3f}")
         tok = torch.zeros(1, dtype=torch.long, device=dev)
         sb = state.index_select(torch.arange(1, device=dev))
@@ -112,9 +117,11 @@ def main():
         build, fwd, _ = path(2560, 64, 50280, dev, torch.bfloat16)
         m = build()
         with torch.inference_mode():
-            fwd(m, ids); torch.cuda.synchronize()
+            fwd(m, ids)
+            torch.cuda.synchronize()
             with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-                fwd(m, ids); torch.cuda.synchronize()
+                fwd(m, ids)
+                torch.cuda.synchronize()
         lines += [f"==== LM forward 32x800 bf16: {name}", table(prof)]
         del m
         torch.cuda.empty_cache()
@@ -128,7 +135,9 @@ def main():
     pope = Pope()
     configure(adapter, prefix_cache=True, cuda_graphs=True, ignore_eos=True)
     warm = pope_shaped_docs(4, 18, seed=5)
-    timed_run(adapter, pope, "llava", warm, cap_new_tokens([pope.request(d, "llava") for d in warm], 2), a.batch, "cuda", "w")
+    timed_run(
+        adapter, pope, "llava", warm, cap_new_tokens([pope.request(d, "llava") for d in warm], 2), a.batch, "cuda", "w"
+    )
     docs = pope_shaped_docs(a.images, 18)
     reqs = cap_new_tokens([pope.request(d, "llava") for d in docs], 2)
     configure(adapter, prefix_cache=True, cuda_graphs=True, ignore_eos=True)
@@ -136,18 +145,28 @@ def main():
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         r = timed_run(adapter, pope, "llava", docs, reqs, a.batch, "cuda", "p")
     wall = time.perf_counter() - t0
-    lines += [f"==== {a.model} POPE fast path, {len(docs)} questions, wall {wall:.2f}s (profiled), {r['samples_per_s']} q/s",
-              regions(prof),
-              prof.key_averages().table(sort_by="cpu_time_total", row_limit=25, max_name_column_width=60),
-              table(prof, 25)]
+    lines += [
+        f"==== {a.model} POPE fast path, {len(docs)} questions, wall {wall:.2f}s (profiled), {r['samples_per_s']} q/s",
+        regions(prof),
+        prof.key_averages().table(sort_by="cpu_time_total", row_limit=25, max_name_column_width=60),
+        table(prof, 25),
+    ]
     from mmeval.benchmark.workloads import LongAnswerTask, long_answer_docs
 
     long_task = LongAnswerTask(new_tokens=a.long_tokens)
     for n in (a.batch, 1):
         docs = long_answer_docs(n, seed=3)
         reqs = [long_task.request(d, "llava") for d in docs]
-        timed_run(adapter, long_task, "llava", long_answer_docs(n, seed=4), [long_task.request(d, "llava") for d in
-                                                                            long_answer_docs(n, seed=4)], n, "cuda", "w")
+        timed_run(
+            adapter,
+            long_task,
+            "llava",
+            long_answer_docs(n, seed=4),
+            [long_task.request(d, "llava") for d in long_answer_docs(n, seed=4)],
+            n,
+            "cuda",
+            "w",
+        )
         t0 = time.perf_counter()
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             r = timed_run(adapter, long_task, "llava", docs, reqs, n, "cuda", "l")

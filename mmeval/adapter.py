@@ -77,10 +77,10 @@ class Adapter(abc.ABC):
     def identity(self) -> dict[str, Any]:
         """What the results file records of the model: name, args, checkpoint, checkpoint_sha256, config."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook, a no-op unless the adapter holds memory
         """Release memory held by the model (optional)."""
 
-    def free_memory(self) -> None:
+    def free_memory(self) -> None:  # noqa: B027 - an optional hook, a no-op unless the adapter caches
         """Drop what the adapter can rebuild (cached image states, captured CUDA graphs); the runner
         calls it after a batch ran out of GPU memory, before answering its halves (optional)."""
 

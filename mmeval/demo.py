@@ -72,7 +72,7 @@ def compact_table(runs: dict[str, Path], manifest: dict) -> str:
         chance = manifest["tasks"].get(task, {}).get("chance")
         row = [task]
         above = []
-        for model, run_dir in runs.items():
+        for run_dir in runs.values():
             head, value, proto, judged, low = _metric(run_dir / f"{task}.json", task)
             text = "" if value is None else f"{value:.1f}"
             if task in CHANCE_ON and judged is not None and CHANCE_ON[task] != head:

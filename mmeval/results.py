@@ -202,8 +202,10 @@ class RunManifest:
     def bind_model(self, model_fp: str, identity: dict[str, Any]) -> None:
         old = self.data.get("model_fingerprint")
         if old is not None and old != model_fp:
-            raise RunError(f"{self.path.parent}: this run directory holds results of a different model or "
-                           f"checkpoint ({self.data.get('model', {}).get('name')}); choose another --run-name or --output")
+            raise RunError(
+                f"{self.path.parent}: this run directory holds results of a different model or "
+                f"checkpoint ({self.data.get('model', {}).get('name')}); choose another --run-name or --output"
+            )
         self.data["model_fingerprint"] = model_fp
         self.data["model"] = identity
         self.data.setdefault("tasks", {})

@@ -58,7 +58,7 @@ class MockAdapter(Adapter):
             probs = None
             if gen.candidates:
                 raw = [digest[i % len(digest)] + 1 for i in range(len(gen.candidates))]
-                probs = {c: r / (2.0 * sum(raw)) for c, r in zip(gen.candidates, raw)}  # sums to 0.5
+                probs = {c: r / (2.0 * sum(raw)) for c, r in zip(gen.candidates, raw, strict=True)}  # sums to 0.5
             text = self.answers[digest[-1] % len(self.answers)] if gen.max_new_tokens > 0 else ""
             text = " ".join(text.split()[: gen.max_new_tokens]) if gen.max_new_tokens > 0 else ""
             preds.append(Prediction(text=text, candidate_probs=probs, n_tokens=len(text.split())))

@@ -96,7 +96,9 @@ def bench_model(name: str, model_args: dict[str, str], device: str, images: int,
 
     docs = pope_shaped_docs(images, questions)
     subset = [d for d in docs if int(d.doc_id.split("/")[0]) < loop_images]
-    fast = pope_run(docs, "llava", batch_size, f"pope llava batched (b{batch_size}, prefix reuse, {images}x{questions})")
+    fast = pope_run(
+        docs, "llava", batch_size, f"pope llava batched (b{batch_size}, prefix reuse, {images}x{questions})"
+    )
     probs = pope_run(docs, "prismatic", batch_size, f"pope prismatic batched (b{batch_size}, probabilities only)")
     fast_b1 = pope_run(subset, "llava", 1, f"pope llava batch 1 (prefix reuse, {loop_images} images)")
     plain = pope_run(subset, "llava", batch_size, f"pope llava batched without prefix reuse ({loop_images} images)",

@@ -111,7 +111,11 @@ def ours_path(d_model: int, n_layer: int, vocab: int, device, dtype):
         out = m(input_ids=ids, return_state=True, logits="last")
         return greedy_generate(m, out.logits, out.state, max_new_tokens=n, use_cuda_graph=ids.is_cuda)
 
-    return (lambda: MambaLM(cfg, device=device, dtype=dtype).eval(), lambda m, ids: m(input_ids=ids, logits="last").logits, gen)
+    return (
+        lambda: MambaLM(cfg, device=device, dtype=dtype).eval(),
+        lambda m, ids: m(input_ids=ids, logits="last").logits,
+        gen,
+    )
 
 
 def run_all(device: torch.device, dtype: torch.dtype, d_model: int = 2560, n_layer: int = 64, vocab: int = 50280,

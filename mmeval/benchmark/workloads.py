@@ -42,9 +42,18 @@ def pope_shaped_docs(n_images: int, questions: int, seed: int = 0) -> list[Doc]:
     for i, data in enumerate(jpeg_images(n_images, seed=seed)):
         ref = ImageRef(source=f"bench image {i}", data=data)
         for q in range(questions):
-            docs.append(Doc(doc_id=f"{i}/{q}", fields={"question": f"Is there a {OBJECTS[q % len(OBJECTS)]} in the image?",
-                                                         "category": ("random", "popular", "adversarial")[q % 3]},
-                            target="yes" if (i + q) % 2 else "no", images=(ref,), group_key=f"img{i}"))
+            docs.append(
+                Doc(
+                    doc_id=f"{i}/{q}",
+                    fields={
+                        "question": f"Is there a {OBJECTS[q % len(OBJECTS)]} in the image?",
+                        "category": ("random", "popular", "adversarial")[q % 3],
+                    },
+                    target="yes" if (i + q) % 2 else "no",
+                    images=(ref,),
+                    group_key=f"img{i}",
+                )
+            )
     return docs
 
 
@@ -84,6 +93,12 @@ class LongAnswerTask(Task):
 
 
 def long_answer_docs(n: int, seed: int = 1) -> list[Doc]:
-    return [Doc(doc_id=str(i), fields={"question": "Describe this image in detail, and explain what is unusual about it."},
-                images=(ImageRef(source=f"bench image {i}", data=data),), group_key=f"img{i}")
-            for i, data in enumerate(jpeg_images(n, seed=seed))]
+    return [
+        Doc(
+            doc_id=str(i),
+            fields={"question": "Describe this image in detail, and explain what is unusual about it."},
+            images=(ImageRef(source=f"bench image {i}", data=data),),
+            group_key=f"img{i}",
+        )
+        for i, data in enumerate(jpeg_images(n, seed=seed))
+    ]

@@ -45,7 +45,9 @@ def model_options() -> set[str]:
 @click.option("--output", "output", default="finetune-out", show_default=True, type=click.Path(file_okay=False))
 @click.option("--set", "sets", multiple=True, help="key=value[,key=value...]: recipe fields / model options")
 @click.option("--max-steps", type=int, default=None, help="optimizer steps (schedule length); default: epochs")
-@click.option("--stop-after", type=int, default=None, help="stop (with a checkpoint) after N steps, keeping the schedule")
+@click.option(
+    "--stop-after", type=int, default=None, help="stop (with a checkpoint) after N steps, keeping the schedule"
+)
 @click.option("--resume", default=None, help="a checkpoint dir with trainer_state.pt, or 'auto'")
 @click.option("--tiny", is_flag=True, help="tiny random model (tests / smoke runs)")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="default: cuda when available")

@@ -44,7 +44,9 @@ def load_conversations(path_or_rows) -> list[dict[str, Any]]:
         for j, turn in enumerate(conv):
             want = "human" if j % 2 == 0 else "gpt"
             if turn.get("from") != want:
-                raise ValueError(f"sample {i} ({r.get('id')!r}) turn {j}: expected from={want!r}, got {turn.get('from')!r}")
+                raise ValueError(
+                    f"sample {i} ({r.get('id')!r}) turn {j}: expected from={want!r}, got {turn.get('from')!r}"
+                )
     return rows
 
 

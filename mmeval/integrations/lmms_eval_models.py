@@ -223,8 +223,9 @@ class MMEvalLMM(lmms):
         sampled = (gen.get("do_sample") is True or float(gen.get("temperature") or 0) > 0
                    or int(gen.get("num_beams") or 1) > 1)
         if sampled:
+            asked = {k: gen.get(k) for k in ("do_sample", "temperature", "num_beams") if k in gen}
             self._warn_once("sampling", "mmeval adapters decode greedily; do_sample/temperature/num_beams "
-                                        f"in gen_kwargs are ignored ({ {k: gen.get(k) for k in ('do_sample', 'temperature', 'num_beams') if k in gen} })")
+                            f"in gen_kwargs are ignored ({asked})")
         max_new = gen.get("max_new_tokens")
         return GenerationConfig(max_new_tokens=int(max_new) if max_new is not None else DEFAULT_MAX_NEW_TOKENS,
                                 stop=tuple(s for s in until if s))
@@ -254,7 +255,7 @@ class MMEvalLMM(lmms):
                     _release(reqs)
                 if len(out) != len(batch):
                     raise RuntimeError(f"adapter {self.adapter.name} answered {len(out)} of {len(batch)} requests")
-                for i, p in zip(batch, out):
+                for i, p in zip(batch, out, strict=True):
                     preds[i] = p
                 bar.update(len(batch))
         return preds  # type: ignore[return-value]
@@ -267,7 +268,7 @@ class MMEvalLMM(lmms):
             built.append(self._request(context, doc_to_visual, doc_id, task, split, self._generation(gen_kwargs)))
         preds = self._answer(built, desc=f"{self.adapter.name} responding")
         texts = []
-        for inst, req, pred in zip(requests, built, preds):
+        for inst, req, pred in zip(requests, built, preds, strict=True):
             if pred.error:
                 self._warn_once(pred.error, f"{req.doc_id}: {pred.error}; answering ''")
             text = cut_at_stop(pred.text or "", req.generation.stop)
@@ -286,7 +287,8 @@ class MMEvalLMM(lmms):
             if len(inst.args) < 6:
                 raise NotImplementedError(
                     f"{type(self).__name__}.loglikelihood needs (context, continuation, doc_to_visual, doc_id, task, "
-                    "split) requests; context-free requests (e.g. acc_mutual_info) are not supported by mmeval adapters")
+                    "split) requests; context-free requests (e.g. acc_mutual_info) are not supported by mmeval adapters"
+                )
             context, continuation, doc_to_visual, doc_id, task, split = inst.args[:6]
             cand = self._candidate(continuation)
             key = (task, split, doc_id, context)
@@ -312,12 +314,12 @@ class MMEvalLMM(lmms):
                         out = self.adapter.answer_probabilities(batch_reqs, cands)
                     finally:
                         _release(batch_reqs)
-                    for i, p in zip(batch, out):
+                    for i, p in zip(batch, out, strict=True):
                         probs[ctx_keys[i]] = p or {}
                     bar.update(len(batch))
 
         results = []
-        for inst, (key, cand) in zip(requests, keys):
+        for inst, (key, cand) in zip(requests, keys, strict=True):
             p = probs[key]
             if cand not in p:  # e.g. the image was unreadable
                 self._warn_once(f"noprob:{key[:3]}", f"{key[0]}/{key[1]}/{key[2]}: no probability for {cand!r}")
@@ -393,7 +395,8 @@ def _batch_size(batch_size: int | str, max_batch_size: int | None) -> int:
     s = str(batch_size if batch_size is not None else 1).strip()
     if s.startswith("auto"):
         n = int(max_batch_size or (s.split(":", 1)[1] if ":" in s else 0) or 1)
-        warnings.warn(f"mmeval adapters have no automatic batch size; using batch_size={n}")
+        # stacklevel=1: the warning is about the option's value, not about a caller's line
+        warnings.warn(f"mmeval adapters have no automatic batch size; using batch_size={n}", stacklevel=1)
         return max(1, n)
     n = int(s)
     if n < 1:

@@ -47,7 +47,11 @@ def java_status() -> tuple[bool, str]:
     """(available, description): `java` on PATH and `java -version` runs."""
     java = shutil.which("java")
     if java is None:
-        return False, "no `java` on PATH (the PTB tokenizer, METEOR and SPICE are Java programs; install a JRE, e.g. apt-get install openjdk-17-jre-headless)"
+        return (
+            False,
+            "no `java` on PATH (the PTB tokenizer, METEOR and SPICE are Java programs; install a JRE, "
+            "e.g. apt-get install openjdk-17-jre-headless)",
+        )
     try:
         out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.SubprocessError) as exc:
@@ -154,7 +158,7 @@ def _meteor_scorer():
 
 def _tokenized(items: Sequence[tuple[str, Sequence[str]]]) -> tuple[list[str], list[list[str]]]:
     flat = [p for p, _ in items] + [r for _, refs in items for r in refs]
-    tok = dict(zip(flat, ptb_tokenize(flat)))
+    tok = dict(zip(flat, ptb_tokenize(flat), strict=True))
     return [tok[p] for p, _ in items], [[tok[r] for r in refs] for _, refs in items]
 
 
@@ -205,7 +209,7 @@ def resample_scores(items: Sequence[tuple[str, Sequence[str]]]) -> dict[str, flo
     if missing:
         preds, refs = _tokenized([(p, list(r)) for p, r in missing])
         rouge = Rouge()
-        for k, p, r in zip(missing, preds, refs):
+        for k, p, r in zip(missing, preds, refs, strict=True):
             crefs = cook_refs(r)
             _stat_cache[k] = (crefs, cook_test(p, crefs), float(rouge.calc_score([p], r)))
     scorer = BleuScorer(n=4)

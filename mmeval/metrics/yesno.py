@@ -46,16 +46,16 @@ def lmms_eval_pope_metrics(preds: Sequence[str], labels: Sequence[str]) -> dict[
     false negatives counted only where the prediction is exactly 'no'; and its 'yes ratio' is the
     share of 'yes' among the ground-truth labels, not among predictions."""
     n = len(preds)
-    tp = sum(1 for p, g in zip(preds, labels) if g == "yes" and p == "yes")
-    fp = sum(1 for p, g in zip(preds, labels) if g == "no" and p == "yes")
-    fn = sum(1 for p, g in zip(preds, labels) if g == "yes" and p == "no")
+    tp = sum(1 for p, g in zip(preds, labels, strict=True) if g == "yes" and p == "yes")
+    fp = sum(1 for p, g in zip(preds, labels, strict=True) if g == "no" and p == "yes")
+    fn = sum(1 for p, g in zip(preds, labels, strict=True) if g == "yes" and p == "no")
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     gt_yes = sum(1 for g in labels if g == "yes")
     gt_no = sum(1 for g in labels if g == "no")
     return {
-        "accuracy": sum(1.0 for p, g in zip(preds, labels) if p == g) / n if n else 0.0,
+        "accuracy": sum(1.0 for p, g in zip(preds, labels, strict=True) if p == g) / n if n else 0.0,
         "precision": precision,
         "recall": recall,
         "f1": f1,
@@ -71,7 +71,7 @@ def _average_ranks(x: np.ndarray) -> np.ndarray:
     boundaries = np.flatnonzero(np.diff(sorted_x)) + 1
     starts = np.concatenate([[0], boundaries])
     ends = np.concatenate([boundaries, [len(x)]])
-    for s, e in zip(starts, ends):
+    for s, e in zip(starts, ends, strict=True):
         ranks[order[s:e]] = (s + e + 1) / 2.0
     return ranks
 

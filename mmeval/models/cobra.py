@@ -113,7 +113,9 @@ class CobraConfig:
 
     def __post_init__(self):
         if self.vision_backbone_id not in VISION_BACKBONES:
-            raise ValueError(f"unknown vision backbone {self.vision_backbone_id!r}; known: {', '.join(VISION_BACKBONES)}")
+            raise ValueError(
+                f"unknown vision backbone {self.vision_backbone_id!r}; known: {', '.join(VISION_BACKBONES)}"
+            )
         if self.llm_backbone_id not in LLM_BACKBONES:
             raise ValueError(f"unknown LLM {self.llm_backbone_id!r}; known: {', '.join(LLM_BACKBONES)}")
         projector_type(self.arch_specifier)  # validates
@@ -342,7 +344,12 @@ class Cobra(nn.Module):
         sd = {k[len(LLM_PREFIX):]: v for k, v in llm_sd.items()}
         if self.lm.config.tie_embeddings:
             head, emb = sd.get("lm_head.weight"), sd.get("backbone.embedding.weight")
-            if head is not None and emb is not None and head.data_ptr() != emb.data_ptr() and not torch.equal(head, emb):
+            if (
+                head is not None
+                and emb is not None
+                and head.data_ptr() != emb.data_ptr()
+                and not torch.equal(head, emb)
+            ):
                 raise CheckpointError(f"{where} [llm_backbone]: llm.lm_head.weight differs from "
                                       "llm.backbone.embedding.weight but the model ties them")
             sd.pop("lm_head.weight", None)
@@ -474,7 +481,9 @@ def read_checkpoint(run_dir: Path) -> dict:
         except RuntimeError:
             obj = torch.load(str(f), map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"cannot read {f}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise CheckpointError(
+            f"cannot read {f}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
     if not isinstance(obj, Mapping) or "model" not in obj:
         raise CheckpointError(f"{f} has no 'model' entry (expected {{'model': {{'projector', 'llm_backbone'}}}})")
     return obj["model"]

@@ -604,7 +604,9 @@ class VLMamba(nn.Module):
             try:
                 psd = torch.load(str(pfile), map_location="cpu", weights_only=True)
             except Exception as e:
-                raise CheckpointError(f"vl-mamba: cannot read connector file {pfile}: {type(e).__name__}: {e}") from None
+                raise CheckpointError(
+                    f"vl-mamba: cannot read connector file {pfile}: {type(e).__name__}: {e}"
+                ) from None
             stripped = {}
             for k, v in psd.items():
                 for prefix in ("model.mm_projector.", "mm_projector."):

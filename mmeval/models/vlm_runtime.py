@@ -74,7 +74,9 @@ class VLMRuntime:
         """First token of a candidate answer as the model would emit it right after the prompt."""
         if candidate not in self._candidate_ids:
             ids = self.tokenizer.encode(self.candidate_prefix + candidate, add_special_tokens=False)
-            pre = self.tokenizer.encode(self.candidate_prefix, add_special_tokens=False) if self.candidate_prefix else []
+            pre = (
+                self.tokenizer.encode(self.candidate_prefix, add_special_tokens=False) if self.candidate_prefix else []
+            )
             if pre and ids[: len(pre)] == pre and len(ids) > len(pre):
                 ids = ids[len(pre):]  # the space is a token of its own (byte-level tokenizers)
             if not ids:

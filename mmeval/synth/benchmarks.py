@@ -6,14 +6,14 @@ tests use), so `mmeval run ... --data DIR` reads them with the same code as the 
 | task | layout written | what is asked |
 | --- | --- | --- |
 | vqav2 | lmms-lab parquet, splits `validation` and `testdev` | colour of a shape, shape of a colour, how many shapes |
-| gqa | lmms-lab parquet (`testdev_balanced_instructions/` + `testdev_balanced_images/`) | colour, shape, left/right of two shapes |
-| scienceqa_img | lmms-lab parquet (`ScienceQA-IMG/`) | lettered choices: the colour of a shape / which shape has a colour |
+| gqa | lmms-lab parquet (`testdev_balanced_{instructions,images}/`) | colour, shape, left/right of two shapes |
+| scienceqa_img | lmms-lab parquet (`ScienceQA-IMG/`) | lettered choices: a shape's colour / which shape has a colour |
 | textvqa | lmms-lab parquet, split `validation` (OCR tokens included) | the rendered word |
-| pope | lmms-lab parquet | "Is there a <shape>?" (random, popular) / "Is there a <colour> <shape>?" (adversarial: swapped colours) |
+| pope | lmms-lab parquet | "Is there a <shape>?" (random, popular) / "a <colour> <shape>?" (adversarial) |
 | mme | lmms-lab parquet | yes/no pairs: existence, count, position, color, OCR |
-| mmbench | lmms-lab parquet (`en/`) with CircularEval rotations | lettered choices: colour of a shape, where a shape is |
+| mmbench | lmms-lab parquet (`en/`), CircularEval rotations | lettered choices: colour of a shape, where a shape is |
 | mmvet | lmms-lab parquet | open questions (needs an LLM judge to be graded) |
-| vizwiz | lmms-lab parquet, split `val` | colour of a shape; "unanswerable" when the shape is absent or the picture blank |
+| vizwiz | lmms-lab parquet, split `val` | colour of a shape; "unanswerable" for an absent shape or a blank picture |
 | vsr | official `test.jsonl` + `images/` | "The <shape> is left/right of the <shape>." true or false |
 
 Everything is decided by one `random.Random(seed)` per task, so a seed gives the same files.
@@ -191,11 +191,17 @@ def gen_mme(rng: random.Random, n: int) -> tuple[list[dict], float]:
                 o = rng.choice(scene.objects)
                 if cat == "existence":
                     absent = rng.choice([s for s in SHAPES if s not in scene.shapes])
-                    pairs = [(f"Is there a {o.shape} in the image?", "Yes"), (f"Is there a {absent} in the image?", "No")]
+                    pairs = [
+                        (f"Is there a {o.shape} in the image?", "Yes"),
+                        (f"Is there a {absent} in the image?", "No"),
+                    ]
                 elif cat == "count":
                     k = len(scene.objects)
                     wrong = rng.choice([x for x in (1, 2, 3) if x != k])
-                    pairs = [(f"Are there {k} shapes in the image?", "Yes"), (f"Are there {wrong} shapes in the image?", "No")]
+                    pairs = [
+                        (f"Are there {k} shapes in the image?", "Yes"),
+                        (f"Are there {wrong} shapes in the image?", "No"),
+                    ]
                 elif cat == "position":
                     a, b = scene.objects
                     if a.slot > b.slot:
@@ -231,7 +237,7 @@ def gen_mmbench(rng: random.Random, n: int) -> tuple[list[dict], float]:
         chance += (1.0 / k) ** k
         row = {"index": i, "question": question, "hint": None, "answer": "ABCD"[idx], "category": cat,
                "l2_category": "finegrained_perception (instance)", "image": draw_scene(scene)}
-        for letter, text in zip("ABCD", choices):
+        for letter, text in zip("ABCD", choices, strict=False):
             row[letter] = text
         rows.extend(MMBench.rotations(row))
     # CircularEval: every rotation right; guessing gives (1/k)^k per question
@@ -358,7 +364,7 @@ def _write_benchmarks(out: Path, seed: int, counts: str | int | dict | None, tas
                       log: Callable[[str], None] | None) -> dict[str, Any]:
     n = parse_counts(counts)
     manifest: dict[str, Any] = {"seed": seed, "counts": {t: n[t] for t in tasks}, "tasks": {}}
-    for i, task in enumerate(tasks):
+    for task in tasks:
         rng = random.Random(f"{seed}/{task}")
         rows, chance = GENERATORS[task](rng, n[task])
         write_rows(task, out / task, rows)

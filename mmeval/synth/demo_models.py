@@ -269,7 +269,9 @@ def caption_rows(data_dir: Path, cfg: DemoConfig, log: Callable[[str], None] = p
     return rows
 
 
-def instruct_rows(questions: list[dict[str, Any]], captions: list[dict[str, Any]], cfg: DemoConfig) -> list[dict[str, Any]]:
+def instruct_rows(
+    questions: list[dict[str, Any]], captions: list[dict[str, Any]], cfg: DemoConfig
+) -> list[dict[str, Any]]:
     """Stage 2's data: the generated questions and the first `cfg.caption_mix` captions as "Describe
     the image." conversations (under the chat template, as LLaVA's mix665k keeps description data),
     shuffled with the seed. The descriptions teach reading the picture *through* the chat prompt

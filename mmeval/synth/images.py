@@ -52,7 +52,7 @@ def random_scene(rng: random.Random, n_min: int = 1, n_max: int = 3, size: int =
     colors = rng.sample(sorted(COLORS), n)
     slots = sorted(rng.sample(range(SLOTS), n))
     rng.shuffle(slots)
-    objs = [Obj(s, c, p) for s, c, p in zip(shapes, colors, slots)]
+    objs = [Obj(s, c, p) for s, c, p in zip(shapes, colors, slots, strict=True)]
     return Scene(objs, tuple(rng.randint(-size // 8, size // 8) for _ in objs), size)
 
 
@@ -63,7 +63,7 @@ def draw_scene(scene: Scene):
     img = Image.new("RGB", (s, s), BACKGROUND)
     d = ImageDraw.Draw(img)
     r = s // 7  # half the object's size
-    for obj, dy in zip(scene.objects, scene.jitter or (0,) * len(scene.objects)):
+    for obj, dy in zip(scene.objects, scene.jitter or (0,) * len(scene.objects), strict=True):
         cx = int((obj.slot + 0.5) * s / SLOTS)
         cy = s // 2 + dy
         fill = COLORS[obj.color]

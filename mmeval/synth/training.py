@@ -117,7 +117,9 @@ def caption(scene, style: str = "slots") -> str:
     if style == "slots":
         objs = sorted(scene.objects, key=lambda o: o.slot)
         n = len(objs)
-        return f"{n} shape{'s' if n > 1 else ''}: " + ", ".join(f"{o.color} {o.shape} {SIDES[o.slot]}" for o in objs) + "."
+        return (
+            f"{n} shape{'s' if n > 1 else ''}: " + ", ".join(f"{o.color} {o.shape} {SIDES[o.slot]}" for o in objs) + "."
+        )
     if style == "shapes":
         items = [(s, scene.by_shape(s)) for s in SHAPES]
         return ", ".join(f"{s} {o.color} {SIDES[o.slot]}" if o else f"{s} none" for s, o in items) + "."

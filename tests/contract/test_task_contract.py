@@ -1,8 +1,8 @@
 """The Task contract, for every registered task under every protocol it declares: its example data
 (`Task.write_example`, generated rows in a real layout) -> load_docs -> request -> the mock model's
 answers (candidate probabilities where the protocol asks for them) -> score -> grade (the step after
-every answer is saved: an LLM judge) -> summarize (aggregate and bootstrap). A new task module is tested here the moment it exists; one without example data
-fails, saying what to add.
+every answer is saved: an LLM judge) -> summarize (aggregate and bootstrap). A new task module is
+tested here the moment it exists; one without example data fails, saying what to add.
 
 Judged tasks get a local fake judge (tests/fake_judge.py) whose replies are a hash of the request.
 The last tests plant broken tasks in a temporary registry and check that the contract catches each.

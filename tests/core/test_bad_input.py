@@ -54,8 +54,8 @@ def test_unreadable_image_is_recorded_and_run_goes_on(tmp_path):
                "--no-progress")
     assert r.exit_code == 3 and "3 sample(s) failed" in r.output
     run_dir = next(out.iterdir())
-    lines = [json.loads(l) for l in (run_dir / "pope.samples.jsonl").read_text().splitlines()]
-    errors = [l for l in lines if l["error"]]
+    lines = [json.loads(line) for line in (run_dir / "pope.samples.jsonl").read_text().splitlines()]
+    errors = [rec for rec in lines if rec["error"]]
     assert len(lines) == 12 and len(errors) == 3 and "unreadable image" in errors[0]["error"]
     res = json.loads((run_dir / "pope.json").read_text())
     assert res["n"] == 9 and res["n_errors"] == 3

@@ -40,6 +40,10 @@ def test_two_process_gloo_run_equals_single_process(pope_data, tmp_path):
     b = json.loads((tmp_path / "two/r/pope.json").read_text())
     assert b["timings"]["processes"] == 2 and b["n"] == a["n"] == 18
     assert a["metrics"] == b["metrics"] and a["ci95"] == b["ci95"]
-    rows = lambda p: sorted((json.loads(l)["doc_id"], json.loads(l)["prediction"]) for l in p.read_text().splitlines())
+
+    def rows(p):
+        recs = [json.loads(line) for line in p.read_text().splitlines()]
+        return sorted((r["doc_id"], r["prediction"]) for r in recs)
+
     assert rows(tmp_path / "one/r/pope.samples.jsonl") == rows(tmp_path / "two/r/pope.samples.jsonl")
     assert not list((tmp_path / "two/r").glob("*.rank*.jsonl"))  # merged

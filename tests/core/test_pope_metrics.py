@@ -83,7 +83,7 @@ def docs_and_preds():
 def test_prismatic_protocol_as_the_harness_computes():
     task = Pope()
     docs, preds = docs_and_preds()
-    scores = [task.score(d, p, "prismatic") for d, p in zip(docs, preds)]
+    scores = [task.score(d, p, "prismatic") for d, p in zip(docs, preds, strict=True)]
     m = task.aggregate(scores, "prismatic")
     accs = []
     for cat in ("adversarial", "popular", "random"):
@@ -100,9 +100,9 @@ def test_lmms_eval_protocol_matches_lmms_eval_functions():
     import lmms_eval.tasks.pope.utils as utils
     task = Pope()
     docs, preds = docs_and_preds()
-    ours = task.aggregate([task.score(d, p, "lmms-eval") for d, p in zip(docs, preds)], "lmms-eval")
+    ours = task.aggregate([task.score(d, p, "lmms-eval") for d, p in zip(docs, preds, strict=True)], "lmms-eval")
     results = []
-    for i, (d, p) in enumerate(zip(docs, preds)):
+    for i, (d, p) in enumerate(zip(docs, preds, strict=True)):
         doc = {"question_id": str(i), "answer": d.target, "question": "q"}
         results.append(utils.pope_process_results(doc, [p.text])["pope_accuracy"])
     theirs = {
@@ -117,7 +117,7 @@ def test_lmms_eval_protocol_matches_lmms_eval_functions():
 def test_llava_protocol_per_category_then_mean():
     task = Pope()
     docs, preds = docs_and_preds()
-    m = task.aggregate([task.score(d, p, "llava") for d, p in zip(docs, preds)], "llava")
+    m = task.aggregate([task.score(d, p, "llava") for d, p in zip(docs, preds, strict=True)], "llava")
     f1s = []
     for cat in ("adversarial", "popular", "random"):
         idx = [i for i, d in enumerate(docs) if d.fields["category"] == cat]

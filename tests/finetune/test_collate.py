@@ -22,7 +22,7 @@ class _CobraStub:
 
 def _split(tok, ids, labels):
     toks = [("<IMG>" if i < 0 else tok.convert_ids_to_tokens(i)) for i in ids]
-    return toks, [t for t, lab in zip(toks, labels) if lab != IGNORE_INDEX]
+    return toks, [t for t, lab in zip(toks, labels, strict=True) if lab != IGNORE_INDEX]
 
 
 def test_cobra_chat_mask_single_and_multi_turn():

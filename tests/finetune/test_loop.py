@@ -42,7 +42,7 @@ def _logits(spec_name, model, tok, data, image_dir):
 @pytest.mark.parametrize("name", ["cobra", "vl-mamba"])
 def test_tiny_model_overfits_and_reloads_through_adapter(name, tmp_path):
     data = eight_samples(tmp_path)
-    kw = {} if name == "cobra" else dict(zip(("model", "tokenizer"), _tiny_vl_mamba()))
+    kw = {} if name == "cobra" else dict(zip(("model", "tokenizer"), _tiny_vl_mamba(), strict=True))
     res = finetune(name, _recipe(name), data, tmp_path, tmp_path / "out", tiny=True, max_steps=40, progress=False, **kw)
     assert res.losses[0] > 2.0
     assert res.losses[-1] < OVERFIT_THRESHOLD, res.losses
@@ -89,7 +89,7 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     two = spawn_finetune(2, model_name="cobra", recipe=r1, data=data, image_dir=tmp_path, output_dir=tmp_path / "two",
                          tiny=True, max_steps=3, strategy="ddp", progress=False)  # 2 processes x 2 accumulation
     assert len(two["losses"]) == 3
-    for a, b in zip(one.losses, two["losses"]):
+    for a, b in zip(one.losses, two["losses"], strict=True):
         assert abs(a - b) < 1e-6, (one.losses, two["losses"])
     assert (tmp_path / "two" / "checkpoints" / "latest-checkpoint.pt").is_file()
 
@@ -101,7 +101,7 @@ def test_two_process_fsdp_matches_one_process(tmp_path):
     one = finetune("cobra", r1, data, tmp_path, tmp_path / "one", tiny=True, max_steps=2, progress=False)
     two = spawn_finetune(2, model_name="cobra", recipe=r1, data=data, image_dir=tmp_path, output_dir=tmp_path / "two",
                          tiny=True, max_steps=2, strategy="fsdp", progress=False)
-    for a, b in zip(one.losses, two["losses"]):
+    for a, b in zip(one.losses, two["losses"], strict=True):
         assert abs(a - b) < 1e-6, (one.losses, two["losses"])
     # the gathered full weights were saved in Cobra's layout: they reload and match the 1-process model
     from mmeval.models.cobra import load_cobra

@@ -109,7 +109,9 @@ def test_mock_generate_until_matches_adapter(registered):
                 for i, d in enumerate(docs)]
     assert got == expected and all(got)
     # questions on equal pixels (different PIL objects) share a group key: the adapter's prefix reuse
-    built = [lm._request(d["q"], _doc_to_visual, i, "tiny_task", "test", GenerationConfig()) for i, d in enumerate(docs)]
+    built = [
+        lm._request(d["q"], _doc_to_visual, i, "tiny_task", "test", GenerationConfig()) for i, d in enumerate(docs)
+    ]
     assert built[0].group_key == built[2].group_key != built[1].group_key
     assert built[2].prompt == "Is there a dog in the image?"
 
@@ -126,8 +128,9 @@ def test_mock_loglikelihood(registered):
     got = lm.loglikelihood(requests)
     own = MockAdapter.from_args({})
     for i, d in enumerate(docs):
-        probs = own.answer_probabilities([Request(doc_id=str(i), prompt=d["q"], images=(image_ref_from_pil(d["image"]),))],
-                                         ["Yes", "No"])[0]
+        probs = own.answer_probabilities(
+            [Request(doc_id=str(i), prompt=d["q"], images=(image_ref_from_pil(d["image"]),))], ["Yes", "No"]
+        )[0]
         for j, c in enumerate(("Yes", "No")):
             ll, greedy = got[2 * i + j]
             assert ll == pytest.approx(math.log(probs[c]))

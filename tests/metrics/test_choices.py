@@ -98,8 +98,9 @@ def test_can_infer_text_and_combined():
 
 def test_judge_prompt_dialects():
     p = mmbench_judge_prompt("What is it", {"A": "cat", "B": "dog"}, "a kitten", "vlmevalkit")
-    assert "output Z" in p and p.endswith("Question: What is it?\nOptions: There are several options: \nA. cat\nB. dog\n"
-                                          "\nAnswer: a kitten\nYour output: ")
+    assert "output Z" in p and p.endswith(
+        "Question: What is it?\nOptions: There are several options: \nA. cat\nB. dog\n\nAnswer: a kitten\nYour output: "
+    )
     q = mmbench_judge_prompt("What is it", {"A": "cat", "B": "dog"}, "a kitten", "lmms-eval")
     assert "output E" in q and "Your output: E\n" in q
 

@@ -138,7 +138,7 @@ def test_generation_each_projector_prefix_cache_equal(projector):
     outs = {"true": a.generate(reqs)}
     a.runtime.prefix_cache = False  # the same weights, every request as one full sequence
     outs["false"] = a.generate(reqs)
-    for p, q in zip(outs["true"], outs["false"]):
+    for p, q in zip(outs["true"], outs["false"], strict=True):
         assert p.error is None and p.n_tokens > 0
         assert (p.text, p.n_tokens) == (q.text, q.n_tokens)
         assert p.candidate_probs.keys() == {"Yes", "No"}
@@ -155,7 +155,7 @@ def test_batched_equals_one_by_one():
     batched = a.generate(reqs)
     one = CobraAdapter.from_args({"tiny": "1"})  # same seed -> same weights; prefix cache on
     single = [one.generate([r])[0] for r in reqs[:4]]
-    for b, s in zip(batched, single):
+    for b, s in zip(batched[:4], single, strict=True):
         assert (b.text, b.n_tokens) == (s.text, s.n_tokens)
         assert abs(b.candidate_probs["Yes"] - s.candidate_probs["Yes"]) < 1e-4
     # and the greedy tokens are what the model's own argmax loop gives
@@ -213,7 +213,7 @@ def test_checkpoint_layout_and_roundtrip(tmp_path):
 
     b = CobraAdapter.from_args({"checkpoint": str(run), "vision": str(tmp_path / "vision")})
     reqs = _requests(max_new=6)
-    for p, q in zip(a.generate(reqs), b.generate(reqs)):
+    for p, q in zip(a.generate(reqs), b.generate(reqs), strict=True):
         assert (p.text, p.candidate_probs) == (q.text, q.candidate_probs)
     ident = b.identity()
     assert ident["name"] == "cobra" and ident["checkpoint"] == str(run)
@@ -277,7 +277,7 @@ def test_random_init_full_size_builds_without_files():
     m = a.model
     assert m.vision.embed_dim == 2176 and m.num_image_tokens == 729
     assert (m.lm.config.d_model, m.lm.config.n_layer, m.lm.config.padded_vocab_size) == (2560, 64, 50280)
-    assert [tuple(l.weight.shape) for l in m.projector.projector if isinstance(l, torch.nn.Linear)] == \
+    assert [tuple(layer.weight.shape) for layer in m.projector.projector if isinstance(layer, torch.nn.Linear)] == \
         [(8704, 2176), (2560, 8704), (2560, 2560)]
     assert m.image_transform(Image.new("RGB", (500, 300)))["siglip"].shape == (3, 384, 384)
     n = sum(p.numel() for p in m.parameters())

@@ -17,7 +17,7 @@ from mmeval.models.mamba.ops import (
 def naive_scan(u, delta, A, B, C, D, z, delta_bias, h0=None):
     """Textbook step-by-step recurrence in float64 (independent of ops.py)."""
     u, delta, A, B, C, D, z, delta_bias = (t.double() for t in (u, delta, A, B, C, D, z, delta_bias))
-    b, d, l = u.shape
+    b, d, L = u.shape
     if B.dim() == 4:
         B = B.repeat_interleave(d // B.shape[1], dim=1)
         C = C.repeat_interleave(d // C.shape[1], dim=1)
@@ -26,7 +26,7 @@ def naive_scan(u, delta, A, B, C, D, z, delta_bias, h0=None):
         C = C[:, None].expand(b, d, *C.shape[1:])
     h = torch.zeros(b, d, A.shape[1], dtype=torch.float64) if h0 is None else h0.double().clone()
     ys = []
-    for t in range(l):
+    for t in range(L):
         dt = F.softplus(delta[:, :, t] + delta_bias)  # [b, d]
         for bi in range(b):
             for di in range(d):
@@ -36,15 +36,18 @@ def naive_scan(u, delta, A, B, C, D, z, delta_bias, h0=None):
     return torch.stack(ys, -1), h
 
 
-def make_inputs(b=2, d=6, n=4, l=9, groups=None, seed=0):
+def make_inputs(b=2, d=6, n=4, L=9, groups=None, seed=0):
     g = torch.Generator().manual_seed(seed)
-    r = lambda *s: torch.randn(*s, generator=g)
-    u, delta, z = r(b, d, l), r(b, d, l) * 0.5, r(b, d, l)
+
+    def r(*s):
+        return torch.randn(*s, generator=g)
+
+    u, delta, z = r(b, d, L), r(b, d, L) * 0.5, r(b, d, L)
     A = -torch.exp(r(d, n) * 0.5)
     if groups:
-        B, C = r(b, groups, n, l), r(b, groups, n, l)
+        B, C = r(b, groups, n, L), r(b, groups, n, L)
     else:
-        B, C = r(b, n, l), r(b, n, l)
+        B, C = r(b, n, L), r(b, n, L)
     return u, delta, A, B, C, r(d), z, r(d) * 0.3
 
 
@@ -66,7 +69,7 @@ def test_reference_scan_matches_naive_recurrence(groups):
 
 def test_reference_scan_chunking_is_invisible(monkeypatch):
     from mmeval.models.mamba import ops
-    u, delta, A, B, C, D, z, db = make_inputs(l=11)
+    u, delta, A, B, C, D, z, db = make_inputs(L=11)
     full = selective_scan_ref(u, delta, A, B, C, D, z, db, True, return_last_state=True)
     monkeypatch.setattr(ops, "_CHUNK_ELEMS", 2 * 6 * 4 * 3)  # chunks of 3 steps
     chunked = ops.selective_scan_ref(u, delta, A, B, C, D, z, db, True, return_last_state=True)
@@ -75,7 +78,7 @@ def test_reference_scan_chunking_is_invisible(monkeypatch):
 
 @pytest.mark.parametrize("groups", [None, 3])
 def test_kernel_path_correction_equals_reference_with_initial_state(groups):
-    u, delta, A, B, C, D, z, db = make_inputs(groups=groups, l=13, seed=1)
+    u, delta, A, B, C, D, z, db = make_inputs(groups=groups, L=13, seed=1)
     h0 = torch.randn(2, 6, 4) * 2
     exp_out, exp_last = selective_scan_ref(u, delta, A, B, C, D, z, db, True, initial_state=h0,
                                            return_last_state=True)
@@ -90,7 +93,7 @@ def test_kernel_path_correction_equals_reference_with_initial_state(groups):
 
 def test_correction_with_padded_steps_keeps_state():
     # delta_raw = -inf gives an effective step of exactly 0: the state passes unchanged.
-    u, delta, A, B, C, D, z, db = make_inputs(l=7, seed=2)
+    u, delta, A, B, C, D, z, db = make_inputs(L=7, seed=2)
     delta = delta.clone()
     delta[0, :, 4:] = float("-inf")
     h0 = torch.randn(2, 6, 4)
@@ -122,11 +125,13 @@ def test_scan_backward_reaches_all_inputs():
 
 
 def test_state_step_matches_scan():
-    u, delta, A, B, C, D, z, db = make_inputs(l=5)
+    u, delta, A, B, C, D, z, db = make_inputs(L=5)
     out, last = selective_scan_ref(u, delta, A, B, C, D, z, db, True, return_last_state=True)
     h = torch.zeros(2, 6, 4)
     for t in range(5):
-        y, h = selective_state_step_ref(h, u[:, :, t], delta[:, :, t], A, B[:, :, t], C[:, :, t], D, z[:, :, t], db, True)
+        y, h = selective_state_step_ref(
+            h, u[:, :, t], delta[:, :, t], A, B[:, :, t], C[:, :, t], D, z[:, :, t], db, True
+        )
         torch.testing.assert_close(y, out[:, :, t], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(h, last, rtol=1e-5, atol=1e-6)
 

@@ -83,7 +83,7 @@ def test_seeded_init_is_reproducible_and_leaves_global_rng():
     assert torch.equal(torch.random.get_rng_state(), before)
     b = build_projector("fused-gelu-mlp", V, D, seed=V)
     c = build_projector("fused-gelu-mlp", V, D, seed=V + 1)
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
     assert not torch.equal(a.projector[0].weight, c.projector[0].weight)
 
 

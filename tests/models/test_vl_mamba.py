@@ -338,7 +338,7 @@ def test_prefix_cache_and_batching_give_the_same_tokens(tok):
     cached = _runtime(m, tok, True).generate(reqs)
     full = _runtime(m, tok, False).generate(reqs)
     single = [_runtime(m, tok, True).generate([r])[0] for r in reqs]
-    for a, b, c in zip(cached, full, single):
+    for a, b, c in zip(cached, full, single, strict=True):
         assert a.error is None and a.n_tokens > 0
         assert a.text == b.text == c.text and a.n_tokens == b.n_tokens == c.n_tokens
         for k in ("yes", "no"):
@@ -367,7 +367,7 @@ def test_adapter_tiny(tmp_path, tok_file):
     reqs = _requests(3, max_new=3, candidates=("yes", "no"))
     pa, pb = a.generate(reqs), b.generate(reqs)
     assert [p.text for p in pa] == [p.text for p in pb]
-    assert all(abs(x.candidate_probs["yes"] - y.candidate_probs["yes"]) < 1e-5 for x, y in zip(pa, pb))
+    assert all(abs(x.candidate_probs["yes"] - y.candidate_probs["yes"]) < 1e-5 for x, y in zip(pa, pb, strict=True))
     ident = a.identity()
     assert ident["name"] == "vl-mamba" and ident["checkpoint"] is None and ident["checkpoint_sha256"] is None
     assert ident["config"]["mmc"] == "vss-mlp" and ident["config"]["scan"] == "csm"

@@ -59,8 +59,8 @@ def test_paired_bootstrap_statistic_f1():
         return 100 * 2 * tp / (2 * tp + fp + fn)
 
     labels = [1, 0] * 50
-    a = [{"p": l, "l": l} for l in labels]  # perfect: F1 100
-    b = [{"p": 0 if i < 20 and l == 1 else l, "l": l} for i, l in enumerate(labels)]  # 10 positives missed
+    a = [{"p": y, "l": y} for y in labels]  # perfect: F1 100
+    b = [{"p": 0 if i < 20 and y == 1 else y, "l": y} for i, y in enumerate(labels)]  # 10 positives missed
     r = paired_bootstrap_statistic(a, b, f1, n_boot=500)
     assert r.mean_diff == pytest.approx(100 * 80 / 90 - 100)  # tp 40, fn 10 -> F1 = 80/90
     assert r.ci[0] < r.mean_diff < r.ci[1] < 0

@@ -24,7 +24,12 @@ REFS = [
     ["A red bus on a city street.", "A double decker bus on the road.", "A bus parked next to a curb."],
     ["A stop sign at a street corner.", "A red stop sign on a corner.", "Stop sign near an intersection."],
 ]
-PREDS = ["A man rides a horse on the beach.", "Two dogs play in the grass", "A plate of food.", "A stop sign, on a corner!"]
+PREDS = [
+    "A man rides a horse on the beach.",
+    "Two dogs play in the grass",
+    "A plate of food.",
+    "A stop sign, on a corner!",
+]
 DOMAINS = ["in-domain", "near-domain", "out-domain", "near-domain"]
 
 
@@ -37,15 +42,25 @@ def _img(i: int):
 def _run(task, data, protocol="llava", preds=PREDS):
     docs = task.load_docs(data)
     requests = [task.request(d, protocol) for d in docs]
-    scores = [task.score(d, Prediction(text=p), protocol) for d, p in zip(docs, preds)]
+    scores = [task.score(d, Prediction(text=p), protocol) for d, p in zip(docs, preds, strict=True)]
     return docs, requests, scores, task.aggregate(scores, protocol)
 
 
 # --------------------------------------------------------------------------- fixtures per layout
 def coco_parquet(root: Path) -> Path:
-    rows = [{"filepath": "val2014", "sentids": [5 * i + k for k in range(3)], "filename": f"COCO_val2014_{100 + i:012d}.jpg",
-             "imgid": i, "split": "test", "sentences": REFS[i], "cocoid": 100 + i,
-             "url": f"http://images.cocodataset.org/val2014/COCO_val2014_{100 + i:012d}.jpg"} for i in range(4)]
+    rows = [
+        {
+            "filepath": "val2014",
+            "sentids": [5 * i + k for k in range(3)],
+            "filename": f"COCO_val2014_{100 + i:012d}.jpg",
+            "imgid": i,
+            "split": "test",
+            "sentences": REFS[i],
+            "cocoid": 100 + i,
+            "url": f"http://images.cocodataset.org/val2014/COCO_val2014_{100 + i:012d}.jpg",
+        }
+        for i in range(4)
+    ]
     CocoCaption.write_layout(root, rows)
     for i in range(4):  # the parquet has no images: COCO's val2014 folder beside it
         (root / "val2014").mkdir(exist_ok=True)
@@ -54,10 +69,26 @@ def coco_parquet(root: Path) -> Path:
 
 
 def coco_official(root: Path) -> Path:
-    images = [{"filepath": "val2014", "filename": f"COCO_val2014_{100 + i:012d}.jpg", "cocoid": 100 + i, "split": "test",
-               "sentences": REFS[i], "pil": _img(i)} for i in range(4)]
-    images.append({"filepath": "train2014", "filename": "COCO_train2014_000000000007.jpg", "cocoid": 7, "split": "train",
-                   "sentences": ["not in the test split"]})
+    images = [
+        {
+            "filepath": "val2014",
+            "filename": f"COCO_val2014_{100 + i:012d}.jpg",
+            "cocoid": 100 + i,
+            "split": "test",
+            "sentences": REFS[i],
+            "pil": _img(i),
+        }
+        for i in range(4)
+    ]
+    images.append(
+        {
+            "filepath": "train2014",
+            "filename": "COCO_train2014_000000000007.jpg",
+            "cocoid": 7,
+            "split": "train",
+            "sentences": ["not in the test split"],
+        }
+    )
     CocoCaption.write_official(root, images)
     return root
 
@@ -171,7 +202,7 @@ def test_nocaps_parquet_without_domains(tmp_path):
     docs = NoCaps().load_docs(nocaps_parquet(tmp_path, with_official=False))
     assert all(d.fields["domain"] == "" for d in docs)
     records = [SampleRecord(d.doc_id, "", p, d.target, NoCaps().score(d, Prediction(text=p), "llava"))
-               for d, p in zip(docs, PREDS)]
+               for d, p in zip(docs, PREDS, strict=True)]
     notes = NoCaps().finalize(records, tmp_path / "run", "llava")
     assert "domains" in notes
 
@@ -194,7 +225,7 @@ def test_end_to_end_each_layout(tmp_path, layout):
     assert [r.doc_id for r in requests] == [d.doc_id for d in docs]
     assert scores[0]["references"] == REFS[0] and scores[0]["prediction"] == PREDS[0]
     assert all(0.0 <= s["correct"] <= 1.0 for s in scores)
-    expected = cap.corpus_scores(list(zip(PREDS, REFS)), spice=False)
+    expected = cap.corpus_scores(list(zip(PREDS, REFS, strict=True)), spice=False)
     for k, v in expected.items():
         assert metrics[k] == pytest.approx(100 * v), k  # percentages
     assert {"Bleu_1", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr"} <= metrics.keys()
@@ -223,7 +254,7 @@ def test_summarize_bootstrap_and_finalize(tmp_path):
     task = TextCaps(spice="false")
     docs = task.load_docs(textcaps_parquet(tmp_path / "d"))
     records = [SampleRecord(d.doc_id, "", p, d.target, task.score(d, Prediction(text=p), "llava"))
-               for d, p in zip(docs, PREDS)]
+               for d, p in zip(docs, PREDS, strict=True)]
     summary = summarize(task, "llava", records, n_boot=50, seed=0)
     assert summary["headline"] == "CIDEr" and "CIDEr" in summary["metrics"]
     assert set(summary["ci95"]) == set(cap.RESAMPLE_METRICS)  # no corpus CIDEr bootstrap
@@ -243,8 +274,11 @@ def test_no_java_means_no_numbers(tmp_path, monkeypatch):
     task = CocoCaption()
     docs, _, scores, metrics = _run(task, coco_parquet(tmp_path))
     assert metrics == {}
-    notes = task.finalize([SampleRecord(d.doc_id, "", p, d.target, s) for d, p, s in zip(docs, PREDS, scores)],
-                          tmp_path / "run", "llava")
+    notes = task.finalize(
+        [SampleRecord(d.doc_id, "", p, d.target, s) for d, p, s in zip(docs, PREDS, scores, strict=True)],
+        tmp_path / "run",
+        "llava",
+    )
     assert set(notes["metrics_skipped"]) == set(cap.FULL_METRICS)
     assert notes["java"].startswith("not available")
 

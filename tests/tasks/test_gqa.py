@@ -39,13 +39,13 @@ def test_end_to_end(tmp_path, layout):
     assert [d.target for d in docs] == ["no", "man", "white"]
     assert docs[0].group_key == docs[1].group_key == "n161313"
     pixel = docs[2].images[0].load().getpixel((0, 0))  # image n235859 (JPEG: near, not exact)
-    assert all(abs(a - b) <= 3 for a, b in zip(pixel, (140, 20, 20)))
+    assert all(abs(a - b) <= 3 for a, b in zip(pixel, (140, 20, 20), strict=True))
     req = task.request(docs[0], "llava")
     assert req.prompt == "Is it overcast?\nAnswer the question using a single word or phrase."
     assert task.request(docs[0], "lmms-eval").generation.max_new_tokens == 16
 
     def scores(protocol, texts=TEXTS):
-        return [task.score(d, Prediction(text=t), protocol) for d, t in zip(docs, texts)]
+        return [task.score(d, Prediction(text=t), protocol) for d, t in zip(docs, texts, strict=True)]
 
     assert [s["correct"] for s in scores("llava")] == [1.0, 0.0, 1.0]
     m = task.aggregate(scores("llava"), "llava")

@@ -28,7 +28,11 @@ def no_env_judge(monkeypatch):
 
 
 
-SQA_POST = {"format": "default", "pre_prompt": "", "post_prompt": "\nAnswer with the option's letter from the given choices directly."}
+SQA_POST = {
+    "format": "default",
+    "pre_prompt": "",
+    "post_prompt": "\nAnswer with the option's letter from the given choices directly.",
+}
 
 
 def test_scienceqa_img():
@@ -49,7 +53,9 @@ def test_scienceqa_img():
             ours.append(task.score(doc, Prediction(text=p), "lmms-eval")["correct"])
             theirs.append(u.sqa_process_results(r, [p])["exact_match"])
     assert ours == theirs and 0 < sum(ours) < len(ours)
-    ours_acc = task.aggregate([{"correct": c, "subject": "", "grade": "", "has_text": False} for c in ours], "lmms-eval")
+    ours_acc = task.aggregate(
+        [{"correct": c, "subject": "", "grade": "", "has_text": False} for c in ours], "lmms-eval"
+    )
     assert ours_acc["accuracy"] == 100.0 * sum(theirs) / len(theirs)
 
 
@@ -178,7 +184,7 @@ def test_mmvet(tmp_path, monkeypatch):
     with fake_endpoint(lambda body: reply(body["messages"][0]["content"])) as (url, seen):
         task = MMVet(judge_url=url, judge_model="fake", judge_cache=str(tmp_path))
         records, docs, theirs = [], {}, []
-        for r, p in zip(raw, preds):
+        for r, p in zip(raw, preds, strict=True):
             doc = docs[r["question_id"]] = MMVet._doc(r["question_id"], r, IMG)
             kw = {"pre_prompt": "First please perform reasoning, and think step by step to provide best answer to "
                                 "the following question: \n\n", "post_prompt": ""}

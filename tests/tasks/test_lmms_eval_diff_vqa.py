@@ -64,7 +64,7 @@ def test_vqav2_lmms_eval_agrees(tmp_path):
     docs = task.load_docs(tmp_path)
     kwargs = _yaml(TASKS_DIR / "vqav2" / "vqav2_val.yaml")["lmms_eval_specific_kwargs"]["default"]
     ours, theirs = [], []
-    for doc, row in zip(docs, rows):
+    for doc, row in zip(docs, rows, strict=True):
         lmms_doc = {"question_id": row["question_id"], "question": row["question"],
                     "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": k + 1}
                                 for k, a in enumerate(row["answers"])]}
@@ -93,7 +93,7 @@ def test_textvqa_lmms_eval_agrees(tmp_path):
         task = TextVQA(ocr=str(ocr).lower())
         docs = task.load_docs(tmp_path)
         kwargs = dict(default, ocr=ocr)
-        for doc, row in zip(docs, rows):
+        for doc, row in zip(docs, rows, strict=True):
             lmms_doc = {"question_id": row["question_id"], "question": row["question"],
                         "answers": list(row["answers"]), "ocr_tokens": row["ocr_tokens"]}
             assert task.request(doc, "lmms-eval").prompt == U.textvqa_doc_to_text(lmms_doc, kwargs)
@@ -117,7 +117,7 @@ def test_vizwiz_lmms_eval_agrees(tmp_path):
     task = VizWiz()
     docs = task.load_docs(tmp_path)
     kwargs = _yaml(TASKS_DIR / "vizwiz_vqa" / "_default_template_vqa_yaml")["lmms_eval_specific_kwargs"]["default"]
-    for doc, row in zip(docs, rows):
+    for doc, row in zip(docs, rows, strict=True):
         lmms_doc = {"question_id": row["name"], "question": row["question"], "answers": list(row["answers"])}
         assert task.request(doc, "lmms-eval").prompt == U.vizwiz_vqa_doc_to_text(lmms_doc, kwargs)
         for pred in PREDICTIONS:
@@ -146,7 +146,7 @@ def test_gqa_lmms_eval_agrees(tmp_path):
                      if k in ("ignore_case", "ignore_punctuation", "ignore_numbers", "regexes_to_ignore")}
     assert config["generation_kwargs"]["max_new_tokens"] == task.request(docs[0], "lmms-eval").generation.max_new_tokens
     hits = 0
-    for doc, row in zip(docs, rows):
+    for doc, row in zip(docs, rows, strict=True):
         assert task.request(doc, "lmms-eval").prompt == U.gqa_doc_to_text(row, kwargs)
         for pred in PREDICTIONS + ["Yes.", "T-Shirt!", "Left.", "Coca-Cola"]:
             mine = task.score(doc, Prediction(text=pred), "lmms-eval")["correct"]

@@ -83,7 +83,7 @@ def test_end_to_end(tmp_path, layout):
     assert task.request(docs[4], "llava").prompt.startswith("What color is the sky?\nA. blue\nB. red\nC. green\nAnswer")
 
     preds = predictions(docs)
-    scores = [task.score(d, p, "llava") for d, p in zip(docs, preds)]
+    scores = [task.score(d, p, "llava") for d, p in zip(docs, preds, strict=True)]
     assert sum(s["unparsed"] for s in scores) == 2
     m = task.aggregate(scores, "llava")
     assert m["circular_accuracy"] == pytest.approx(100 / 3)   # only question 1 survives every rotation
@@ -96,13 +96,15 @@ def test_end_to_end(tmp_path, layout):
     # with a judge endpoint the free-form answers are matched to 'cat' and question 3 counts
     with fake_endpoint(cat_letter) as (url, seen):
         judged = MMBench(judge_url=url, judge_model="fake", judge_cache=str(tmp_path / "cache"))
-        s2 = [judged.score(d, p, "llava") for d, p in zip(docs, preds)]
-        assert len(seen) == 2 and all(s["judged"] == (d.fields["index"] % 10**6 == 3) for s, d in zip(s2, docs))
+        s2 = [judged.score(d, p, "llava") for d, p in zip(docs, preds, strict=True)]
+        assert len(seen) == 2 and all(
+            s["judged"] == (d.fields["index"] % 10**6 == 3) for s, d in zip(s2, docs, strict=True)
+        )
         m2 = judged.aggregate(s2, "llava")
         assert m2["circular_accuracy"] == pytest.approx(200 / 3)
         assert m2["vanilla_accuracy"] == pytest.approx(100.0)
         again = MMBench(judge_url=url, judge_model="fake", judge_cache=str(tmp_path / "cache"))
-        s3 = [again.score(d, p, "llava") for d, p in zip(docs, preds)]
+        s3 = [again.score(d, p, "llava") for d, p in zip(docs, preds, strict=True)]
         assert len(seen) == 2 and s3 == s2                    # served from the cache
 
 

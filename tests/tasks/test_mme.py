@@ -65,7 +65,7 @@ def test_end_to_end(tmp_path, layout):
     assert req.generation.max_new_tokens == 128 and task.request(d0, "lmms-eval").generation.max_new_tokens == 16
 
     preds = predictions(docs)
-    scores = [task.score(d, p, "llava") for d, p in zip(docs, preds)]
+    scores = [task.score(d, p, "llava") for d, p in zip(docs, preds, strict=True)]
     m = task.aggregate(scores, "llava")
     assert m["existence/acc"] == 75.0 and m["existence/acc_plus"] == 50.0 and m["existence/score"] == 125.0
     assert m["code_reasoning/score"] == 50.0
@@ -74,7 +74,7 @@ def test_end_to_end(tmp_path, layout):
     assert m["cognition"] == pytest.approx(50 + 3 * 200)
     assert task.headline("llava") == "perception"
 
-    lm = [task.score(d, p, "lmms-eval") for d, p in zip(docs, preds)]
+    lm = [task.score(d, p, "lmms-eval") for d, p in zip(docs, preds, strict=True)]
     ml = task.aggregate(lm, "lmms-eval")
     assert ml["perception"] == pytest.approx(125 + 9 * 200)  # 'Y' counts as yes in lmms-eval
     assert ml["cognition"] == pytest.approx(650.0)

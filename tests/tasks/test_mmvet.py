@@ -38,10 +38,27 @@ def grade(body):
 def mmvet_rows():
     img = lambda c: Image.new("RGB", (5, 5), c)  # noqa: E731
     return [
-        dict(question_id="v1_0", question="What number is written?", answer="42", capability=["ocr", "rec"], image=img((1, 1, 1))),
-        dict(question_id="v1_1", question="How much is 3+4?", answer="7", capability=["ocr", "math"], image=img((2, 2, 2))),
-        dict(question_id="v1_2", question="What cars are there?", answer="red<AND>blue<AND>green",
-             capability=["rec", "spat"], image=img((3, 3, 3))),
+        dict(
+            question_id="v1_0",
+            question="What number is written?",
+            answer="42",
+            capability=["ocr", "rec"],
+            image=img((1, 1, 1)),
+        ),
+        dict(
+            question_id="v1_1",
+            question="How much is 3+4?",
+            answer="7",
+            capability=["ocr", "math"],
+            image=img((2, 2, 2)),
+        ),
+        dict(
+            question_id="v1_2",
+            question="What cars are there?",
+            answer="red<AND>blue<AND>green",
+            capability=["rec", "spat"],
+            image=img((3, 3, 3)),
+        ),
     ]
 
 

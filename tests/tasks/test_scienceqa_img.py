@@ -44,7 +44,7 @@ def test_end_to_end(tmp_path, layout):
     assert task.request(docs[1], "lmms-eval").generation.max_new_tokens == 16
 
     preds = ["The answer is B.", "A. Ohio", "b"]
-    scores = [task.score(d, Prediction(text=t), "llava") for d, t in zip(docs, preds)]
+    scores = [task.score(d, Prediction(text=t), "llava") for d, t in zip(docs, preds, strict=True)]
     assert [s["correct"] for s in scores] == [1.0, 1.0, 0.0]  # LLaVA's rules don't read a lower-case 'b'
     m = task.aggregate(scores, "llava")
     assert m["accuracy"] == pytest.approx(200 / 3)
@@ -53,7 +53,7 @@ def test_end_to_end(tmp_path, layout):
     assert m["g1_6"] == 100.0 and m["g7_12"] == 50.0
     assert task.headline("llava") == "accuracy"
 
-    lm = [task.score(d, Prediction(text=t), "lmms-eval") for d, t in zip(docs, preds)]
+    lm = [task.score(d, Prediction(text=t), "lmms-eval") for d, t in zip(docs, preds, strict=True)]
     assert [s["correct"] for s in lm] == [0.0, 1.0, 1.0]  # lmms-eval: exact letter or 'X.' prefix only
     assert task.aggregate(lm, "lmms-eval")["accuracy"] == pytest.approx(200 / 3)
 

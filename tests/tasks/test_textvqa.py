@@ -54,7 +54,9 @@ def test_val_end_to_end(tmp_path, layout):
     assert TextVQA(ocr="true").request(docs[0], "lmms-eval").prompt.count("Reference OCR token: DAKOTA") == 1
 
     for protocol in ("llava", "prismatic", "lmms-eval"):
-        scores = [task.score(d, Prediction(text=t), protocol) for d, t in zip(docs, ["Dakota.", "COPENHAGEN"])]
+        scores = [
+            task.score(d, Prediction(text=t), protocol) for d, t in zip(docs, ["Dakota.", "COPENHAGEN"], strict=True)
+        ]
         assert [s["correct"] for s in scores] == pytest.approx([0.6, 1.0])
         assert task.aggregate(scores, protocol) == {"accuracy": pytest.approx(80.0)}
     assert task.finalize([], tmp_path, "llava") == {"ocr_tokens_in_prompt": True}

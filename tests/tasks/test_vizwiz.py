@@ -43,11 +43,11 @@ def test_val_end_to_end(tmp_path, layout):
 
     preds = [Prediction(text=t) for t in TEXTS]
     for protocol in ("llava", "prismatic", "lmms-eval"):
-        scores = [task.score(d, p, protocol) for d, p in zip(docs, preds)]
+        scores = [task.score(d, p, protocol) for d, p in zip(docs, preds, strict=True)]
         assert [s["correct"] for s in scores] == pytest.approx([0.9, 1.0, 0.0])
     m = task.aggregate(scores, "lmms-eval")
     assert m == {"accuracy": pytest.approx(100 * 1.9 / 3)}
-    scores = [task.score(d, p, "prismatic") for d, p in zip(docs, preds)]
+    scores = [task.score(d, p, "prismatic") for d, p in zip(docs, preds, strict=True)]
     m = task.aggregate(scores, "prismatic")
     assert m["accuracy"] == pytest.approx(100 * 1.9 / 3)
     assert m["accuracy_answerable"] == pytest.approx(45.0)
@@ -62,7 +62,7 @@ def test_test_split_submission(tmp_path):
     VizWiz.write_layout(tmp_path, rows, split="test", layout="official")
     task = VizWiz(split="test")
     docs = task.load_docs(tmp_path)
-    scores = [task.score(d, Prediction(text=t), "llava") for d, t in zip(docs, TEXTS)]
+    scores = [task.score(d, Prediction(text=t), "llava") for d, t in zip(docs, TEXTS, strict=True)]
     assert task.aggregate(scores, "llava") == {}
     notes = task.finalize([{"scores": s} for s in scores], tmp_path / "run", "llava")
     sub = json.loads((tmp_path / "run" / "vizwiz_test_submission.json").read_text())

@@ -79,7 +79,7 @@ def test_testdev_writes_submission(tmp_path):
     scores = [task.score(d, Prediction(text=PREDS[d.doc_id]), "llava") for d in docs]
     assert all(not s["scored"] for s in scores)
     assert task.aggregate(scores, "llava") == {}
-    records = [{"doc_id": d.doc_id, "scores": s} for d, s in zip(docs, scores)]
+    records = [{"doc_id": d.doc_id, "scores": s} for d, s in zip(docs, scores, strict=True)]
     out = tmp_path / "run"
     notes = task.finalize(records, out, "llava")
     sub = json.loads((out / "vqav2_testdev_submission.json").read_text())

@@ -35,7 +35,7 @@ def test_end_to_end(tmp_path):
     assert req.generation.max_new_tokens == 0 and req.generation.candidates == ("True", "False")
     probs = [(0.7, 0.2), (0.3, 0.3), (0.1, 0.6), (0.2, 0.5)]  # tie on doc 1 goes to True (wrong)
     scores = [task.score(d, Prediction(candidate_probs={"True": t, "False": f}), "prismatic")
-              for d, (t, f) in zip(docs, probs)]
+              for d, (t, f) in zip(docs, probs, strict=True)]
     assert [s["correct"] for s in scores] == [1.0, 0.0, 0.0, 1.0]
     m = task.aggregate(scores, "prismatic")
     assert m["accuracy"] == pytest.approx(50.0)

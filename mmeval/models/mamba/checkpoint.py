@@ -64,13 +64,17 @@ def resolve_checkpoint_dir(name_or_path: PathLike) -> Path:
     try:
         from huggingface_hub import snapshot_download
     except ImportError as e:  # pragma: no cover - huggingface_hub is a dependency
-        raise CheckpointError(f"cannot download '{name}' (huggingface_hub unavailable: {_one_line(e)}); {hint}") from None
+        raise CheckpointError(
+            f"cannot download '{name}' (huggingface_hub unavailable: {_one_line(e)}); {hint}"
+        ) from None
     offline = hub_offline()
     try:
         return Path(snapshot_download(name, allow_patterns=_DOWNLOAD_PATTERNS, local_files_only=offline))
     except Exception as e:  # noqa: BLE001 - any hub failure becomes one clear error
         why = "offline (HF_HUB_OFFLINE set) and not in the local hub cache" if offline else _one_line(e)
-        raise CheckpointError(f"cannot get Mamba checkpoint '{name}' from the Hugging Face hub: {why}; {hint}") from None
+        raise CheckpointError(
+            f"cannot get Mamba checkpoint '{name}' from the Hugging Face hub: {why}; {hint}"
+        ) from None
 
 
 # ---------------------------------------------------------------------------- reading

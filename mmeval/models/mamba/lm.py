@@ -200,7 +200,9 @@ class MambaLM(nn.Module):
             input_ids = input_ids.view(-1)
         hidden = self._inputs(input_ids, inputs_embeds)
         if hidden.dim() != 2:
-            raise ValueError(f"step takes one token per sequence: ids [B] or embeddings [B, D], got {tuple(hidden.shape)}")
+            raise ValueError(
+                f"step takes one token per sequence: ids [B] or embeddings [B, D], got {tuple(hidden.shape)}"
+            )
         state = self._check_state(state, hidden.shape[0])
         if not inplace:
             state = state.clone()

@@ -150,8 +150,8 @@ def _per_channel(M: Tensor, d: int) -> Tensor:
     raise ValueError(f"B/C must be [b, n, l] or [b, g, n, l], got shape {tuple(M.shape)}")
 
 
-def _chunk_len(b: int, d: int, n: int, l: int) -> int:
-    return max(1, min(l, _CHUNK_ELEMS // max(1, b * d * n)))
+def _chunk_len(b: int, d: int, n: int, L: int) -> int:
+    return max(1, min(L, _CHUNK_ELEMS // max(1, b * d * n)))
 
 
 def selective_scan_ref(
@@ -173,7 +173,7 @@ def selective_scan_ref(
     Returns ``out`` (dtype of ``u``) or ``(out, last_state)`` with last_state float32 [b, d, n].
     """
     dtype_in = u.dtype
-    b, d, l = u.shape
+    b, d, L = u.shape
     n = A.shape[-1]
     uf = u.float()
     dl = _effective_delta(delta, delta_bias, delta_softplus)
@@ -187,9 +187,9 @@ def selective_scan_ref(
     else:
         h = u.new_zeros((b, d, n), dtype=torch.float32)
     ys = []
-    step = _chunk_len(b, d, n, l)
-    for s in range(0, l, step):
-        e = min(l, s + step)
+    step = _chunk_len(b, d, n, L)
+    for s in range(0, L, step):
+        e = min(L, s + step)
         dchunk = dl[:, :, s:e]
         dA = torch.exp(dchunk.unsqueeze(-1) * Af[:, None, :])  # [b, d, c, n]
         dBu = (dchunk * uf[:, :, s:e]).unsqueeze(-1) * Bc[..., s:e].transpose(-1, -2)  # [b, d, c, n]
@@ -197,7 +197,7 @@ def selective_scan_ref(
         # step-major copies unbound once: indexing step i instead makes autograd write a
         # zero-filled full-size gradient per step (quadratic in l; half of a CPU training step)
         steps = (t.movedim(2, 0).contiguous().unbind(0) for t in (dA, dBu, Ct))
-        for dA_i, dBu_i, C_i in zip(*steps):
+        for dA_i, dBu_i, C_i in zip(*steps, strict=True):
             h = dA_i * h + dBu_i
             ys.append((h * C_i).sum(-1))
     y = torch.stack(ys, dim=-1) if ys else uf.new_zeros((b, d, 0))
@@ -227,11 +227,11 @@ def apply_initial_state_correction(
     ``delta_eff`` is the effective step (bias added, softplus applied), float32 [b, d, l].
     Returns ``(out, last_state)``; differentiable in PyTorch.
     """
-    b, d, l = delta_eff.shape
+    b, d, L = delta_eff.shape
     n = A.shape[-1]
     Af = A.float()
     h = initial_state.float()
-    if l == 0:
+    if L == 0:
         return out0, last0 + h
     cum = torch.cumsum(delta_eff.float(), dim=-1)  # [b, d, l]
     if use_triton and triton_correction.available(C) and os.environ.get("MMEVAL_TRITON_CORRECTION", "1") != "0":
@@ -239,9 +239,9 @@ def apply_initial_state_correction(
     else:
         Cc = _per_channel(C, d)
         parts = []
-        step = _chunk_len(b, d, n, l)
-        for s in range(0, l, step):
-            e = min(l, s + step)
+        step = _chunk_len(b, d, n, L)
+        for s in range(0, L, step):
+            e = min(L, s + step)
             decay = torch.exp(cum[:, :, s:e].unsqueeze(-1) * Af[:, None, :])  # [b, d, c, n]
             parts.append((decay * h.unsqueeze(2) * Cc[..., s:e].transpose(-1, -2)).sum(-1))
         corr = torch.cat(parts, dim=-1)

@@ -147,15 +147,15 @@ class MambaState:
         """In-place copy of ``other`` (same shapes) into this state's tensors."""
         if len(other) != len(self) or other.batch_size != self.batch_size:
             raise ValueError("copy_ needs a state with the same number of layers and batch size")
-        for a, b in zip(self.conv_states + self.ssm_states, other.conv_states + other.ssm_states):
+        for a, b in zip(self.conv_states + self.ssm_states, other.conv_states + other.ssm_states, strict=True):
             a.copy_(b)
         return self
 
     def equal(self, other: MambaState) -> bool:
         return len(self) == len(other) and all(
             torch.equal(a, b) for a, b in zip(self.conv_states + self.ssm_states,
-                                              other.conv_states + other.ssm_states))
+                                              other.conv_states + other.ssm_states, strict=True))
 
     def max_abs_diff(self, other: MambaState) -> float:
         return max(float((a.float() - b.float()).abs().max()) for a, b in
-                   zip(self.conv_states + self.ssm_states, other.conv_states + other.ssm_states))
+                   zip(self.conv_states + self.ssm_states, other.conv_states + other.ssm_states, strict=True))

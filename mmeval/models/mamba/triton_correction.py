@@ -48,13 +48,13 @@ def available(C: torch.Tensor) -> bool:
 
 def state_term(S: torch.Tensor, A: torch.Tensor, C: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """S [b, d, l] float32 (cumulative step), A [d, n], C [b, n, l], h [b, d, n] -> [b, d, l] float32."""
-    b, d, l = S.shape
+    b, d, L = S.shape
     n = A.shape[-1]
     S, A, h = S.float(), A.float(), h.float()
-    out = torch.empty(b, d, l, device=S.device, dtype=torch.float32)
+    out = torch.empty(b, d, L, device=S.device, dtype=torch.float32)
     BLOCK_D, BLOCK_L = 64, 32
-    grid = (b, triton.cdiv(d, BLOCK_D), triton.cdiv(l, BLOCK_L))
-    _state_term_kernel[grid](S, A, C, h, out, d, l,
+    grid = (b, triton.cdiv(d, BLOCK_D), triton.cdiv(L, BLOCK_L))
+    _state_term_kernel[grid](S, A, C, h, out, d, L,
                              S.stride(0), S.stride(1), S.stride(2), A.stride(0), A.stride(1),
                              C.stride(0), C.stride(1), C.stride(2), h.stride(0), h.stride(1), h.stride(2),
                              out.stride(0), out.stride(1), out.stride(2),

@@ -92,10 +92,10 @@ def short_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.T
     """u, delta, z [b, d, l] (any strides); A [d, n]; B, C [b, n, l]; D, delta_bias [d];
     initial_state [b, d, n] (None: zeros). Returns (out [b, d, l] in u's dtype, last state
     [b, d, n] float32). No autograd."""
-    b, d, l = u.shape
+    b, d, L = u.shape
     n = A.shape[-1]
     A = A.float()
-    out = torch.empty(b, d, l, device=u.device, dtype=u.dtype)
+    out = torch.empty(b, d, L, device=u.device, dtype=u.dtype)
     last = torch.empty(b, d, n, device=u.device, dtype=torch.float32)
     h0 = initial_state.float() if initial_state is not None else last  # unused when HAS_H0 is False
     Dv = D.float().contiguous() if D is not None else A
@@ -103,7 +103,7 @@ def short_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.T
     zz = z if z is not None else u
     grid = (b, triton.cdiv(d, block_d))
     _short_scan_kernel[grid](
-        u, delta, A, B, C, Dv, zz, bias, h0, out, last, d, l,
+        u, delta, A, B, C, Dv, zz, bias, h0, out, last, d, L,
         u.stride(0), u.stride(1), u.stride(2), delta.stride(0), delta.stride(1), delta.stride(2),
         A.stride(0), A.stride(1), B.stride(0), B.stride(1), B.stride(2), C.stride(0), C.stride(1), C.stride(2),
         zz.stride(0), zz.stride(1), zz.stride(2), h0.stride(0), h0.stride(1), h0.stride(2),
