@@ -73,11 +73,11 @@ from mmeval.data.sources import (
 from mmeval.errors import DataError, UnknownNameError
 from mmeval.metrics.vqa import evalai_answer, m4c_accuracy
 from mmeval.task import Task, take_options
-from mmeval.types import Doc, GenerationConfig, ImageRef, Prediction, Request
+from mmeval.types import Doc, ImageRef, Prediction, Request
 from tasks._common.cells import answer_texts
 from tasks._common.llava import LLAVA_BUNDLE, missing_annotation, read_llava_questions, without_suffix
 from tasks._common.outputs import record_scores, write_result_file
-from tasks._common.prompts import ASSISTANT_STOP, SHORT_ANSWER, prismatic_message
+from tasks._common.prompts import SHORT_ANSWER, open_answer_request, prismatic_message
 from tasks._common.scoring import AccuracyHeadline, accuracy_metrics
 
 OCR_MARK = "\nReference OCR token:"
@@ -330,12 +330,7 @@ class TextVQA(AccuracyHeadline, Task):
 
     def request(self, doc: Doc, protocol: str) -> Request:
         self.check_protocol(protocol)
-        if protocol == "lmms-eval":
-            gen = GenerationConfig(max_new_tokens=1024, stop=ASSISTANT_STOP)
-        else:
-            gen = GenerationConfig(max_new_tokens=128)
-        return Request(doc_id=doc.doc_id, prompt=self.prompt(doc, protocol), images=doc.images,
-                       group_key=doc.group_key, generation=gen)
+        return open_answer_request(doc, self.prompt(doc, protocol), protocol)
 
     def score(self, doc: Doc, prediction: Prediction, protocol: str) -> dict[str, Any]:
         text = prediction.text.strip()

@@ -37,16 +37,9 @@ def parse_mme_lmms_eval(text: str) -> str:
     """lmms-eval's parse_pred_ans (from Otter): lower-cased, stripped, periods removed; 'yes'/'no';
     a single 'y'/'n'; else the first-four-characters rule."""
     pred = text.lower().strip().replace(".", "")
-    if pred in ("yes", "no"):
-        return pred
     if len(pred) == 1:
         return {"y": "yes", "n": "no"}.get(pred, "other")
-    prefix = pred[:4]
-    if "yes" in prefix:
-        return "yes"
-    if "no" in prefix:
-        return "no"
-    return "other"
+    return parse_mme_official(pred)
 
 
 def subtask_of(category: str) -> str:

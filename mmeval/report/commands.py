@@ -12,6 +12,7 @@ import click
 
 from mmeval.errors import MMEvalError
 from mmeval.report.loading import ResultError, load_results
+from mmeval.report.render import write_texts
 
 
 def _split(values: tuple[str, ...] | str | None) -> list[str]:
@@ -26,16 +27,6 @@ def _split(values: tuple[str, ...] | str | None) -> list[str]:
 def _fail(msg: str, code: int = 2) -> None:
     click.echo(f"error: {msg}", err=True)
     click.get_current_context().exit(code)
-
-
-def _write(out: Path, stem: str, texts: dict[str, str]) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for ext, text in texts.items():
-        p = out / f"{stem}.{ext}"
-        p.write_text(text)
-        paths.append(p)
-    return paths
 
 
 @click.group(name="report")
@@ -150,7 +141,7 @@ def ablation_cmd(paper, tables, axes, metrics, results, protocol, out, published
         click.echo("note: no run has any of the requested metrics", err=True)
     click.echo(RENDERERS[fmt](table), nl=False)
     if out:
-        paths = _write(out, "ablation_" + "_".join(ax), {k: f(table) for k, f in RENDERERS.items()})
+        paths = write_texts(out, "ablation_" + "_".join(ax), {k: f(table) for k, f in RENDERERS.items()})
         click.echo("wrote " + ", ".join(map(str, paths)), err=True)
 
 
@@ -172,7 +163,7 @@ def _paper_ablation(paper: str, tables: list[str], results: list[Path], out: Pat
     texts = render_paper_ablation(pa)
     click.echo(texts[fmt], nl=False)
     if out:
-        paths = _write(out, ablation_output_stem(pa.spec), texts)
+        paths = write_texts(out, ablation_output_stem(pa.spec), texts)
         click.echo("wrote " + ", ".join(map(str, paths)), err=True)
 
 
@@ -206,7 +197,7 @@ def efficiency_cmd(results, tasks, protocol, out) -> None:
     table = efficiency_table(rows)
     md = to_markdown(table)
     click.echo(md, nl=False)
-    paths = _write(out, "efficiency", {"md": md, "csv": to_csv(table)})
+    paths = write_texts(out, "efficiency", {"md": md, "csv": to_csv(table)})
     paths.append(plot_efficiency(rows, out / "efficiency.png"))
     click.echo("wrote " + ", ".join(map(str, paths)), err=True)
 

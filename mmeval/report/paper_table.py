@@ -23,7 +23,7 @@ from mmeval.report.cells import Cell, Footnotes, measured_cell, published_cell
 from mmeval.report.comparability import comparability
 from mmeval.report.loading import format_value, load_table
 from mmeval.report.published import PaperSpec
-from mmeval.report.render import RENDERERS, Table
+from mmeval.report.render import RENDERERS, Table, write_texts
 
 PROVENANCE = ["source", "run", "checkpoint", "protocol"]
 
@@ -165,11 +165,4 @@ def write_paper(paper: str, results=None, out_dir: str | Path = "reports", ci: b
 
     spec = load_spec(paper, published_dir, version)
     texts = render_paper(paper, results, ci=ci, published_dir=published_dir, version=version)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for ext, text in texts.items():
-        p = out / f"{output_stem(spec)}.{ext}"
-        p.write_text(text)
-        paths.append(p)
-    return paths
+    return write_texts(Path(out_dir), output_stem(spec), texts)

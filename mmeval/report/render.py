@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -103,3 +104,15 @@ def _tex_mark(mark: str) -> str:
 
 
 RENDERERS = {"md": to_markdown, "csv": to_csv, "tex": to_latex}
+
+
+def write_texts(out: Path, stem: str, texts: dict[str, str]) -> list[Path]:
+    """Write each rendering as `<out>/<stem>.<ext>` (ext: md, csv, tex, ...); the paths written."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext, text in texts.items():
+        p = out / f"{stem}.{ext}"
+        p.write_text(text)
+        paths.append(p)
+    return paths

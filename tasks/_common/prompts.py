@@ -45,3 +45,13 @@ def short_answer_request(doc: Doc, protocol: str) -> Request:
         gen = GenerationConfig(max_new_tokens=128)
     return Request(doc_id=doc.doc_id, prompt=short_answer_prompt(doc, protocol), images=doc.images,
                    group_key=doc.group_key, generation=gen)
+
+
+def open_answer_request(doc: Doc, prompt: str, protocol: str) -> Request:
+    """TextVQA and VizWiz: `prompt` with 1,024 new tokens stopping at "ASSISTANT:" under lmms-eval
+    (its task yamls), 128 under LLaVA's and TRI's scripts."""
+    if protocol == "lmms-eval":
+        gen = GenerationConfig(max_new_tokens=1024, stop=ASSISTANT_STOP)
+    else:
+        gen = GenerationConfig(max_new_tokens=128)
+    return Request(doc_id=doc.doc_id, prompt=prompt, images=doc.images, group_key=doc.group_key, generation=gen)
