@@ -66,13 +66,19 @@ MODULE_COMMANDS = {
 DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
+def one_line(message: object) -> str:
+    """An error message on one line whatever it quotes from the input: control characters (a
+    newline or carriage return in a field name, say) are shown escaped."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(message))
+
+
 class OneLineUsageError(click.ClickException):
     """A usage error (an option click could not parse) shown as one line, like the harness's own."""
 
     exit_code = 2
 
     def show(self, file=None) -> None:
-        click.echo(f"error: {self.message}", err=True)
+        click.echo(f"error: {one_line(self.message)}", err=True)
 
 
 class MMEvalGroup(click.Group):
@@ -83,7 +89,7 @@ class MMEvalGroup(click.Group):
         try:  # around main, not invoke: --help imports the module commands too
             return super().main(*args, **kwargs)
         except MMEvalError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {one_line(exc)}", err=True)
             sys.exit(2)
         except OSError as exc:
             if exc.errno not in DISK_ERRNOS:

@@ -179,3 +179,12 @@ def test_prediction_from_record_is_the_normalised_record_check():
         prediction_from_record({"doc_id": "a"}, "f:9")
     with pytest.raises(DataError, match=r"f:1: error is dict \{'x': 1\}; expected text"):
         prediction_from_record({"doc_id": "a", "error": {"x": 1}, "prediction": "y"}, "f:1")
+
+
+def test_error_line_escapes_control_characters_of_the_input():
+    """Found by the property test: a field named "\\r" made the one-line error two lines."""
+    from mmeval.cli import one_line
+
+    assert one_line('unrecognised predictions line (fields: \r, \n, a\tb)') == \
+        "unrecognised predictions line (fields: \\r, \\n, a\\tb)"
+    assert one_line("naïve — ok") == "naïve — ok"  # printable non-ASCII stays as it is
