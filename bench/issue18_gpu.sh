@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 18's measurements on one GPU machine in one batch (~7 minutes on the H200): the user's command
+# Issue 18's measurements on one GPU machine in one batch (~8 minutes on the H200): the user's command
 # (`mmeval run` on 500 images x 18 questions in the lmms-lab layout) for both models, `mmeval bench`
 # with the issue's targets table, and the Mamba kernel check. Everything it prints goes to $OUT/log.txt.
 #
@@ -38,6 +38,9 @@ stamp() { echo "[$(date +%T)] $*"; }
   stamp "bench: both models, batch size auto, LM-only paths ours and mamba_ssm"
   timeout 330 python3 -m mmeval bench --models cobra,vl-mamba --lm-paths ours,mamba_ssm --loop-images 5 \
     --out "$OUT/bench.json"
+
+  stamp "decoding step: fused Triton step vs unfused, graphed, 2.8B bf16"
+  timeout 90 python3 bench/decode_step.py --batches 1,4,16 --out "$OUT/decode_step.json"
 
   stamp "kernel check: kernel path vs the PyTorch reference (bf16), batch invariance"
   timeout 100 python3 bench/mamba_kernel_check.py --dtypes bf16 --skip c --out "$OUT/kernel_check.json" | tail -n 25

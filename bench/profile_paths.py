@@ -101,6 +101,7 @@ def main():
     ap.add_argument("--out", default="profile.txt")
     ap.add_argument("--skip-lm", action="store_true", help="skip the LM forward comparison (section 1)")
     ap.add_argument("--long-tokens", type=int, default=64)
+    ap.add_argument("--long-batches", default="64,1", help="batch sizes of the profiled long-answer runs")
     a = ap.parse_args()
     dev = torch.device("cuda")
     lines = []
@@ -134,7 +135,7 @@ def main():
     adapter = get_model_class(a.model).from_args({"random_init": "1", "dtype": "bfloat16"}, device="cuda")
     pope = Pope()
     configure(adapter, prefix_cache=True, cuda_graphs=True, ignore_eos=True)
-    warm = pope_shaped_docs(4, 18, seed=5)
+    warm = pope_shaped_docs(a.images, 18, seed=5)  # the same batch shapes: graphs captured before profiling
     timed_run(
         adapter, pope, "llava", warm, cap_new_tokens([pope.request(d, "llava") for d in warm], 2), a.batch, "cuda", "w"
     )
@@ -154,7 +155,7 @@ def main():
     from mmeval.benchmark.workloads import LongAnswerTask, long_answer_docs
 
     long_task = LongAnswerTask(new_tokens=a.long_tokens)
-    for n in (a.batch, 1):
+    for n in (int(x) for x in a.long_batches.split(",")):
         docs = long_answer_docs(n, seed=3)
         reqs = [long_task.request(d, "llava") for d in docs]
         timed_run(

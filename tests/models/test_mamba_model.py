@@ -70,13 +70,18 @@ def _ragged_batch(lengths, vocab=100, seed=1):
 
 
 @torch.no_grad()
-def test_batched_padded_prefill_equals_one_by_one():
+@pytest.mark.parametrize("lengths, width", [
+    ([11, 4, 1, 7], 11),  # rows shorter than the conv width: their conv state starts in the zero state
+    ([9, 6, 5], 9),  # every row at least the conv width: the conv state is gathered from the inputs
+    ([9, 9, 9], 12),  # equal lengths and padding (alignment): the pad steps are masked as one slice
+])
+def test_batched_padded_prefill_equals_one_by_one(lengths, width):
     m = tiny_model()
-    lengths = [11, 4, 1, 7]
     ids, lens = _ragged_batch(lengths)
+    ids = torch.nn.functional.pad(ids, (0, width - ids.shape[1]))
     out = m(ids, lengths=lens, return_state=True, logits="last")
     full = m(ids, lengths=lens, logits="all")
-    assert out.logits.shape == (4, 104)
+    assert out.logits.shape == (len(lengths), 104)
     for b, n in enumerate(lengths):
         alone = m(ids[b:b + 1, :n], return_state=True, logits="all")
         torch.testing.assert_close(out.logits[b], alone.logits[0, -1], rtol=0, atol=1e-5)

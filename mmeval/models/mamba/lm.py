@@ -52,23 +52,24 @@ def _init_weights(module: nn.Module, n_layer: int, initializer_range: float = 0.
             p /= math.sqrt(n_layer)
 
 
-def _as_lengths(lengths, batch: int, seqlen: int, device) -> tuple[Tensor | None, int]:
-    """(lengths on the device, the smallest length). Lists and CPU tensors are checked on the
-    host, so the hot loop never waits on the GPU; a CUDA tensor is checked with one sync."""
+def _as_lengths(lengths, batch: int, seqlen: int, device) -> tuple[Tensor | None, tuple[int, int] | None]:
+    """(lengths on the device, (shortest, longest) known on the host, or None under CUDA-graph
+    capture). Lists and CPU tensors are checked on the host, so the hot loop never waits on the
+    GPU; a CUDA tensor is checked with one sync."""
     if lengths is None:
-        return None, seqlen
+        return None, (seqlen, seqlen)
     host = torch.as_tensor(lengths, dtype=torch.long).view(-1) if not torch.is_tensor(lengths) \
         else lengths.view(-1)
     if host.numel() != batch:
         raise ValueError(f"lengths has {host.numel()} entries for a batch of {batch}")
     if host.is_cuda and torch.cuda.is_current_stream_capturing():
-        return host, 1  # CUDA-graph capture: the caller checks each replay's lengths on the host
+        return host, None  # CUDA-graph capture: the caller checks each replay's lengths on the host
     lo, hi = (int(v) for v in torch.aminmax(host))
     if lo < 0 or hi > seqlen:
         raise ValueError(f"lengths must lie in [0, {seqlen}], got {host.tolist()}")
     if torch.device(device).type == "cuda" and host.device.type == "cpu":
         host = host.pin_memory()  # a pageable copy would wait for the GPU's queue to drain
-    return host.to(device=device, non_blocking=True), lo
+    return host.to(device=device, non_blocking=True), (lo, hi)
 
 
 def right_pad_ids(seqs: Sequence[Sequence[int]], length: int | None = None) -> tuple[Tensor, Tensor]:
@@ -157,15 +158,15 @@ class MambaLM(nn.Module):
             if lengths is None:
                 lengths = [L] * Bsz
             hidden = torch.nn.functional.pad(hidden, (0, 0, 0, (-L) % 8))
-        lengths, shortest = _as_lengths(lengths, Bsz, hidden.shape[1], hidden.device)
+        lengths, length_range = _as_lengths(lengths, Bsz, hidden.shape[1], hidden.device)
         if state is not None:
             state = self._check_state(state, Bsz)
         conv_out, ssm_out = [], []
         residual = None
         for i, layer in enumerate(self.backbone.layers):
             cs, ss = (state.conv_states[i], state.ssm_states[i]) if state is not None else (None, None)
-            hidden, residual, st = layer(hidden, residual, lengths=lengths, conv_state=cs, ssm_state=ss,
-                                         return_state=return_state, kernel=self.kernel)
+            hidden, residual, st = layer(hidden, residual, lengths=lengths, length_range=length_range, conv_state=cs,
+                                         ssm_state=ss, return_state=return_state, kernel=self.kernel)
             if return_state:
                 conv_out.append(st[0])
                 ssm_out.append(st[1])
@@ -177,7 +178,7 @@ class MambaLM(nn.Module):
             if lengths is None:
                 last = hidden[:, -1]
             else:
-                if shortest < 1:
+                if length_range is not None and length_range[0] < 1:
                     raise ValueError("logits='last' needs every length >= 1")
                 last = hidden[torch.arange(Bsz, device=hidden.device), lengths - 1]
             out_logits = self.lm_head(last)

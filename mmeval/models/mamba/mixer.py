@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import triton_step
 from .config import MambaConfig
 from .fp32_params import KeepsFP32Params
 from .ops import causal_conv1d, causal_conv1d_step, fused_add_norm, selective_scan, selective_state_step
@@ -108,6 +109,14 @@ class MambaMixer(KeepsFP32Params):
         """The step bias in float32 (the kernels take it so; the weights may be bf16)."""
         return self._inference_cached("dt_bias", self.dt_proj.bias, lambda: self.dt_proj.bias.float())
 
+    def _step_counters(self, xz: Tensor) -> Tensor:
+        """The fused step's arrival counters for this batch size and device: one tensor, zero between
+        steps, so that a captured CUDA graph and later eager steps share it."""
+        key = f"_step_counters_{xz.shape[0]}_{xz.device}"
+        if key not in self.__dict__:
+            self.__dict__[key] = torch.zeros(xz.shape[0], device=xz.device, dtype=torch.int32)
+        return self.__dict__[key]
+
     def _conv_weight(self) -> Tensor:
         return self.conv1d.weight.squeeze(1)  # [d_inner, d_conv]
 
@@ -115,6 +124,7 @@ class MambaMixer(KeepsFP32Params):
         self,
         hidden: Tensor,
         lengths: Tensor | None = None,
+        length_range: tuple[int, int] | None = None,
         conv_state: Tensor | None = None,
         ssm_state: Tensor | None = None,
         return_state: bool = False,
@@ -124,9 +134,11 @@ class MambaMixer(KeepsFP32Params):
 
         Pad positions get the raw step dt = -inf, i.e. an effective step softplus(-inf) = 0
         exactly, so the SSM state passes them unchanged; the conv state is gathered from
-        each sequence's last real inputs. The given states are never modified."""
+        each sequence's last real inputs. The given states are never modified.
+        ``length_range``: (shortest, longest) of ``lengths`` when the caller knows it on the host;
+        it lets equal lengths (padding only for alignment) mask a slice, and lengths of at least
+        the conv width take the conv state from x without concatenating the whole sequence."""
         Bsz, L, _ = hidden.shape
-        W = self.d_conv
         # Feature-major layout, as mamba_ssm's fused path keeps it: activations are [d, (b l)]
         # matrices viewed as [b, d, l] (strides (l, b*l, 1)). Every projection is then a plain
         # matmul with transposed operands and no activation is ever copied into a new layout
@@ -140,20 +152,18 @@ class MambaMixer(KeepsFP32Params):
         init_conv = conv_state[:, :, 1:] if conv_state is not None else None
         new_conv = None
         if return_state:
-            prev = conv_state.to(x.dtype) if conv_state is not None else x.new_zeros(Bsz, self.d_inner, W)
-            full = torch.cat([prev, x], dim=-1)  # [B, d_inner, W + L]
-            if lengths is None:
-                new_conv = full[:, :, L:].contiguous()
-            else:
-                idx = lengths.view(Bsz, 1) + torch.arange(W, device=x.device).view(1, W)
-                new_conv = full.gather(2, idx.view(Bsz, 1, W).expand(Bsz, self.d_inner, W))
+            new_conv = self._last_conv_inputs(x, lengths, length_range, conv_state)
         xc = causal_conv1d(x, self._conv_weight(), self.conv1d.bias, init_conv, kernel)
         x_dbl = F.linear(_rows(xc), self.x_proj.weight)  # [(b l), R + 2N]
         dt = self.dt_proj.weight @ x_dbl[:, : self.dt_rank].t()  # [d_inner, (b l)], bias added in the scan
         dt = dt.view(self.d_inner, Bsz, L).permute(1, 0, 2)  # [b, d_inner, l]
         if lengths is not None:
-            pad = torch.arange(L, device=x.device).view(1, 1, L) >= lengths.view(Bsz, 1, 1)
-            dt = dt.masked_fill(pad, float("-inf"))
+            if length_range is not None and length_range[0] == length_range[1]:
+                if length_range[1] < L:  # padding for alignment only: one slice
+                    dt[:, :, length_range[1]:] = float("-inf")
+            else:
+                pad = torch.arange(L, device=x.device).view(1, 1, L) >= lengths.view(Bsz, 1, 1)
+                dt = dt.masked_fill(pad, float("-inf"))
         Bm = x_dbl[:, self.dt_rank: self.dt_rank + self.d_state].view(Bsz, L, -1).transpose(1, 2).contiguous()
         Cm = x_dbl[:, self.dt_rank + self.d_state:].view(Bsz, L, -1).transpose(1, 2).contiguous()
         A = self._A()
@@ -167,9 +177,32 @@ class MambaMixer(KeepsFP32Params):
         out = F.linear(_rows(y), self.out_proj.weight, self.out_proj.bias).view(Bsz, L, -1)
         return out, ((new_conv, last) if return_state else None)
 
+    def _last_conv_inputs(self, x: Tensor, lengths: Tensor | None, length_range: tuple[int, int] | None,
+                          conv_state: Tensor | None) -> Tensor:
+        """The conv state after each sequence: its last d_conv real inputs (the given state's
+        tail first when a sequence is shorter than that). x [B, d_inner, L]."""
+        Bsz, _, L = x.shape
+        W = self.d_conv
+        if lengths is None and L >= W:
+            return x[:, :, L - W:].contiguous()
+        if lengths is not None and length_range is not None and length_range[0] >= W:
+            idx = lengths.view(Bsz, 1) - W + torch.arange(W, device=x.device).view(1, W)
+            return x.gather(2, idx.view(Bsz, 1, W).expand(Bsz, self.d_inner, W))
+        prev = conv_state.to(x.dtype) if conv_state is not None else x.new_zeros(Bsz, self.d_inner, W)
+        full = torch.cat([prev, x], dim=-1)  # [B, d_inner, W + L]
+        if lengths is None:
+            return full[:, :, L:].contiguous()
+        idx = lengths.view(Bsz, 1) + torch.arange(W, device=x.device).view(1, W)
+        return full.gather(2, idx.view(Bsz, 1, W).expand(Bsz, self.d_inner, W))
+
     def step(self, hidden: Tensor, conv_state: Tensor, ssm_state: Tensor, kernel: str = "auto") -> Tensor:
         """One token: hidden [B, D] -> [B, D]; UPDATES conv_state and ssm_state IN PLACE."""
         xz = self.in_proj(hidden)
+        if triton_step.applies(xz, conv_state, ssm_state, kernel):  # 2 launches for the 4-6 below
+            y = triton_step.fused_step(xz, conv_state, ssm_state, self._conv_weight(), self.conv1d.bias,
+                                       self.x_proj.weight, self.dt_proj.weight, self._dt_bias(), self._A(), self.D,
+                                       self._step_counters(xz))
+            return self.out_proj(y)
         x, z = xz.chunk(2, dim=-1)
         x = causal_conv1d_step(x, conv_state, self._conv_weight(), self.conv1d.bias, kernel)
         x_db = self.x_proj(x)
