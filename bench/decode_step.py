@@ -19,21 +19,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def step_ms(model, state, batch: int, reps: int = 100) -> float:
     """GPU ms per replay of the captured step (captured afresh: the fused switch is read at capture)."""
+    from mmeval.benchmark.timing import cuda_ms
     from mmeval.models.mamba.generation import get_cuda_graph_step, release_cuda_graphs
 
     release_cuda_graphs(model)
     graph = get_cuda_graph_step(model, batch)
     graph.load_state(state)
     tok = torch.zeros(batch, dtype=torch.long, device=state.device)
-    graph(tok)
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(reps):
-        graph(tok)
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / reps
+    return cuda_ms(lambda: graph(tok), reps)
 
 
 def main():

@@ -64,6 +64,15 @@ def _metric(path: Path, task: str) -> tuple[str, float | None, str, float | None
     return head, metrics.get(head), r.get("protocol", ""), metrics.get(judged), None if low is None else low[0]
 
 
+def evaluate(model: str, model_args: dict[str, str], data: Path, out: Path) -> Path:
+    """`mmeval run` of a demo model on the ten generated benchmarks, as the demo runs it; its run folder."""
+    args = ",".join(f"{k}={v}" for k, v in model_args.items())
+    _mmeval("run", "--model", model, "--model-args", args, "--tasks", ",".join(TASKS), "--data", str(data),
+            "--task-args", "vqav2.split=val", "--output", str(out), "--run-name", f"demo-{model}",
+            "--bootstrap", "200", "--no-progress", "--allow-errors")
+    return out / f"demo-{model}"
+
+
 def compact_table(runs: dict[str, Path], manifest: dict) -> str:
     from tabulate import tabulate
 
@@ -122,11 +131,7 @@ def main() -> None:
     runs = {}
     for model, margs in models.items():
         out = cache / "runs" / f"{model}-{fingerprint(weights['models'][model]['files'])}"  # new weights: a new run
-        args = ",".join(f"{k}={v}" for k, v in margs.items())
-        _mmeval("run", "--model", model, "--model-args", args, "--tasks", ",".join(TASKS), "--data", str(data),
-                "--task-args", "vqav2.split=val", "--output", str(out), "--run-name", f"demo-{model}",
-                "--bootstrap", "200", "--no-progress", "--allow-errors")
-        runs[model] = out / f"demo-{model}"
+        runs[model] = evaluate(model, margs, data, out)
         _say("")
 
     _say("[4/4] reports")

@@ -13,8 +13,12 @@ bit for bit the same (or after --replace), 1 when something differs.
 Bit for bit is what to expect on the machine kind the manifest records (CPU capability, torch
 release, one thread): CPU training is deterministic there. On another kind (another SIMD level,
 another torch) the kernels sum in another order, the ~1,900 steps amplify the last-bit
-differences, and the weights drift apart; no tolerance on the weights is meaningful then -- the
-report says so, and the demo's scores (`make demo`) are what to compare.
+differences, and the weights drift apart; no tolerance on the weights is meaningful then. There
+the retrained and the shipped models are both evaluated on the demo's generated benchmarks, and
+the result counts as the same when every headline score of the retrained model lies within the
+shipped model's 95 % bootstrap interval (a difference the demo's test sets cannot tell from
+sampling noise); exit code 0 then too, with the reason said. Measured AVX512 -> AVX2: POPE and MME
+come out outside (docs/quickstart.md), so on another kind this reports a difference, task by task.
 """
 
 from __future__ import annotations
@@ -105,6 +109,32 @@ def retrain(work: Path, log: Callable[[str], None] = print, argv: list[str] | No
     return manifest
 
 
+def compare_scores(retrained: Path, target: Path, work: Path, log: Callable[[str], None] = print) -> bool:
+    """Both sets of demo models evaluated on the generated benchmarks (seed 0, as `make demo`); True when
+    every headline score of a retrained model lies within the shipped model's 95 % bootstrap interval."""
+    from mmeval.demo import TASKS, evaluate
+    from mmeval.synth import shipped
+    from mmeval.synth.defaults import ensure_demo_data
+
+    data = ensure_demo_data(0, work / "eval", log=log)
+    ok = True
+    for family in shipped.read_manifest(target)["models"]:
+        new, old = (evaluate(family, shipped.model_args(family, root), data, work / "eval" / name)
+                    for name, root in (("retrained", retrained), ("shipped", target)))
+        for task in TASKS:
+            a, b = (json.loads((run / f"{task}.json").read_text()) for run in (new, old))
+            head = b["headline"]
+            value, interval = a["metrics"].get(head), (b.get("ci95") or {}).get(head)
+            if value is None and b["metrics"].get(head) is None:
+                continue  # not scored for either (MM-Vet without a judge)
+            within = value is not None and interval is not None and interval[0] <= value <= interval[1]
+            log(f"{family} {task} {head}: retrained {value} vs shipped {b['metrics'].get(head)} "
+                f"[{interval[0] if interval else '?'}, {interval[1] if interval else '?'}]: "
+                + ("within" if within else "OUTSIDE"))
+            ok &= within
+    return ok
+
+
 def replace_shipped(out: Path, target: Path) -> None:
     """Make the retrained folder `out` the shipped weights (the old folder is renamed away first)."""
     old = target.with_name(target.name + ".old")
@@ -154,6 +184,7 @@ def report(manifest: dict[str, Any], out: Path, target: Path, log: Callable[[str
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mmeval.errors import CheckpointError
     from mmeval.synth import shipped
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -170,9 +201,23 @@ def main(argv: list[str] | None = None) -> int:
         replace_shipped(out, args.target)
         say(f"replaced the shipped weights in {args.target} (commit them with {shipped.MANIFEST})")
         return 0
-    say("result: " + ("the same as the shipped weights, bit for bit" if same
-                      else "NOT the same as the shipped weights"))
-    return 0 if same else 1
+    if same:
+        say("result: the same as the shipped weights, bit for bit")
+        return 0
+    try:
+        recorded = shipped.read_manifest(args.target).get("machine", {})
+    except CheckpointError:
+        recorded = None  # nothing shipped to compare with (report() said so)
+    if recorded is None or same_machine_kind(recorded, manifest["machine"]) \
+            or manifest["budget"].get("device", "cpu") != "cpu":
+        say("result: NOT the same as the shipped weights")
+        return 1
+    say("evaluating the retrained and the shipped models on the generated benchmarks")
+    scores = compare_scores(out, args.target, args.work, log=say)
+    say("result: " + ("another machine kind, so not bit for bit; every score within the shipped model's 95 % "
+                      "interval" if scores else "NOT the same as the shipped weights: scores outside the "
+                      "shipped model's 95 % intervals"))
+    return 0 if scores else 1
 
 
 if __name__ == "__main__":

@@ -179,14 +179,49 @@ def test_demo_training_is_bit_for_bit_repeatable(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow  # the full training of both demo models (about 10 minutes on 2 idle cores)
-def test_make_demo_train_reproduces_the_shipped_weights(tmp_path):
+def test_make_demo_train_reproduces_the_shipped_weights(tmp_path, capsys):
     """What `make demo-train` does: both demo models retrained from scratch with the declared settings
-    equal the shipped files bit for bit, on the machine kind the manifest records (on another kind
-    the kernels' summation order differs and the report says the weights cannot match)."""
-    recorded = shipped.read_manifest()["machine"]
-    assert demo_train.same_machine_kind(recorded, demo_train.machine()), (
-        f"the shipped weights were trained on {recorded}; this machine is {demo_train.machine()}")
-    assert demo_train.main(["--work", str(tmp_path / "work")]) == 0
+    equal the shipped files bit for bit on the machine kind the manifest records. On another kind
+    (the kernels sum in another order; the training amplifies it) bit for bit is not defined: the
+    report evaluates both sets of models and compares every scored task with the shipped model's
+    95 % interval, and the exit code follows that comparison."""
+    same_kind = demo_train.same_machine_kind(shipped.read_manifest()["machine"], demo_train.machine())
+    rc = demo_train.main(["--work", str(tmp_path / "work")])
+    out = capsys.readouterr().out
+    if same_kind:
+        assert rc == 0 and "result: the same as the shipped weights, bit for bit" in out, out[-3000:]
+    else:
+        assert "trained on another machine kind" in out
+        compared = [ln for ln in out.splitlines() if ln.endswith((": within", ": OUTSIDE"))]
+        assert len(compared) == 2 * 9, out[-3000:]  # both families, every task scored without a judge
+        assert rc == (1 if any(ln.endswith("OUTSIDE") for ln in compared) else 0)
+
+
+def test_scores_compared_against_the_shipped_intervals(tmp_path, monkeypatch):
+    """On another machine kind demo-train compares scores: a retrained score inside the shipped model's
+    95 % interval is the same, one outside is not; a task scored for neither (MM-Vet) is skipped."""
+    import mmeval.demo
+    from mmeval.synth import defaults
+
+    def run(name: str, family: str, vqa: float, ci=(60.0, 80.0)) -> Path:
+        d = tmp_path / name / family
+        d.mkdir(parents=True)
+        for task in mmeval.demo.TASKS:
+            metrics = {} if task == "mmvet" else {"accuracy": vqa if task == "vqav2" else 70.0}
+            (d / f"{task}.json").write_text(json.dumps({"headline": "accuracy", "metrics": metrics,
+                                                        "ci95": {"accuracy": list(ci)} if metrics else {}}))
+        return d
+
+    monkeypatch.setattr(defaults, "ensure_demo_data", lambda seed, cache, log: tmp_path / "data")
+    for retrained_vqa, expected in ((79.9, True), (80.1, False)):
+        runs = {("retrained", f): run(f"r{retrained_vqa}", f, retrained_vqa) for f in FAMILIES}
+        runs |= {("shipped", f): run(f"s{retrained_vqa}", f, 70.0) for f in FAMILIES}
+        monkeypatch.setattr(mmeval.demo, "evaluate",
+                            lambda family, margs, data, out, runs=runs: runs[(out.name, family)])
+        lines = []
+        assert demo_train.compare_scores(shipped.WEIGHTS_DIR, shipped.WEIGHTS_DIR, tmp_path, lines.append) is expected
+        assert sum("vqav2 accuracy" in ln for ln in lines) == 2 and not any("mmvet" in ln for ln in lines)
+        assert any(("OUTSIDE" in ln) != expected for ln in lines if "vqav2" in ln)
 
 
 def test_demo_train_never_empties_a_folder_it_did_not_make(tmp_path, monkeypatch):

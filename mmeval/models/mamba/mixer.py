@@ -12,7 +12,14 @@ from torch import Tensor, nn
 from . import triton_step
 from .config import MambaConfig
 from .fp32_params import KeepsFP32Params
-from .ops import causal_conv1d, causal_conv1d_step, fused_add_norm, selective_scan, selective_state_step
+from .ops import (
+    causal_conv1d,
+    causal_conv1d_step,
+    fused_add_norm,
+    selective_scan,
+    selective_state_step,
+    time_major_applies,
+)
 
 
 class RMSNorm(nn.Module):
@@ -139,15 +146,20 @@ class MambaMixer(KeepsFP32Params):
         it lets equal lengths (padding only for alignment) mask a slice, and lengths of at least
         the conv width take the conv state from x without concatenating the whole sequence."""
         Bsz, L, _ = hidden.shape
-        # Feature-major layout, as mamba_ssm's fused path keeps it: activations are [d, (b l)]
-        # matrices viewed as [b, d, l] (strides (l, b*l, 1)). Every projection is then a plain
-        # matmul with transposed operands and no activation is ever copied into a new layout
-        # (the transposes of a [b, l, d] layout cost ~40% of a 2.8B prefill on an H100).
         hs = hidden.reshape(Bsz * L, -1)
-        xz = self.in_proj.weight @ hs.t()  # [2 d_inner, b*l]
-        if self.in_proj.bias is not None:
-            xz = xz + self.in_proj.bias[:, None]
-        xz = xz.view(2 * self.d_inner, Bsz, L).permute(1, 0, 2)  # [b, 2 d_inner, l]
+        # Activations are matrices viewed as [b, d, l], never copied into another layout between the
+        # projections (the transposes of a [b, l, d] layout cost ~40% of a 2.8B prefill on an H100).
+        # Feature-major ([d, (b l)], strides (l, b*l, 1)) is what mamba_ssm's scan kernel reads; the
+        # Triton scan reads time-major ([(b l), d], strides (l*d, 1, d)), where one step of a block of
+        # channels is one contiguous load (ops.time_major_applies says which one runs).
+        time_major = time_major_applies(hidden, kernel, ssm_state is not None)
+        if time_major:
+            xz = F.linear(hs, self.in_proj.weight, self.in_proj.bias).view(Bsz, L, -1).permute(0, 2, 1)
+        else:
+            xz = self.in_proj.weight @ hs.t()  # [2 d_inner, b*l]
+            if self.in_proj.bias is not None:
+                xz = xz + self.in_proj.bias[:, None]
+            xz = xz.view(2 * self.d_inner, Bsz, L).permute(1, 0, 2)  # [b, 2 d_inner, l]
         x, z = xz.chunk(2, dim=1)
         init_conv = conv_state[:, :, 1:] if conv_state is not None else None
         new_conv = None
@@ -155,8 +167,11 @@ class MambaMixer(KeepsFP32Params):
             new_conv = self._last_conv_inputs(x, lengths, length_range, conv_state)
         xc = causal_conv1d(x, self._conv_weight(), self.conv1d.bias, init_conv, kernel)
         x_dbl = F.linear(_rows(xc), self.x_proj.weight)  # [(b l), R + 2N]
-        dt = self.dt_proj.weight @ x_dbl[:, : self.dt_rank].t()  # [d_inner, (b l)], bias added in the scan
-        dt = dt.view(self.d_inner, Bsz, L).permute(1, 0, 2)  # [b, d_inner, l]
+        # the step before its bias (added in the scan), [b, d_inner, l]
+        if time_major:
+            dt = F.linear(x_dbl[:, : self.dt_rank], self.dt_proj.weight).view(Bsz, L, -1).permute(0, 2, 1)
+        else:
+            dt = (self.dt_proj.weight @ x_dbl[:, : self.dt_rank].t()).view(self.d_inner, Bsz, L).permute(1, 0, 2)
         if lengths is not None:
             if length_range is not None and length_range[0] == length_range[1]:
                 if length_range[1] < L:  # padding for alignment only: one slice

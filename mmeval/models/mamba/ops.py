@@ -284,12 +284,26 @@ def _kernel_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_so
     return res
 
 
+def _triton_scan_on() -> bool:
+    return not torch.is_grad_enabled() and os.environ.get("MMEVAL_TRITON_SCAN", "1") != "0"
+
+
+def time_major_applies(hidden: Tensor, kernel: str, from_state: bool) -> bool:
+    """The mixer lays its activations out time-major for the Triton scan (inference on CUDA with the
+    kernels) where that scan is the faster one (triton_scan.time_major_wins); MMEVAL_TRITON_SCAN=0
+    turns it off."""
+    return (hidden.is_cuda and triton_scan.triton is not None and _triton_scan_on()
+            and triton_scan.time_major_wins(hidden.shape[0], hidden.shape[1], from_state)
+            and use_kernel(kernel, hidden, "scan"))
+
+
 def _short_scan_applies(u: Tensor, B: Tensor, A: Tensor, from_state: bool) -> bool:
-    """Inference on a short sequence: the sequential Triton scan (triton_scan.py) beats
-    mamba_ssm's kernel plus the initial-state correction (MMEVAL_TRITON_SCAN=0 turns it off)."""
+    """Inference: the sequential Triton scan (triton_scan.py) beats mamba_ssm's kernel (plus the
+    initial-state correction from a state) on short sequences in either layout, and on the long
+    batches of time-major activations (triton_scan.time_major_wins). MMEVAL_TRITON_SCAN=0 turns it off."""
     limit = triton_scan.STATE_SCAN_MAX_LEN if from_state else triton_scan.SHORT_SCAN_MAX_LEN
-    return (u.shape[-1] <= limit and not torch.is_grad_enabled()
-            and triton_scan.available(u, B, A) and os.environ.get("MMEVAL_TRITON_SCAN", "1") != "0")
+    time_major = triton_scan.time_major_wins(u.shape[0], u.shape[-1], from_state) and u.stride(1) == 1
+    return ((time_major or u.shape[-1] <= limit) and _triton_scan_on() and triton_scan.available(u, B, A))
 
 
 def selective_scan(
@@ -378,11 +392,14 @@ def causal_conv1d(
     w = weight.shape[-1]
     if use_kernel(kernel, x, "conv"):
         conv_fn, _ = _import_causal_conv1d()
-        if initial_state is None:
+        if initial_state is None and (x.stride(-1) == 1 or x.stride(1) != 1):
             # the kernel takes any batch/channel strides as long as the time axis is unit-stride
             return conv_fn(x if x.stride(-1) == 1 else x.contiguous(), weight, bias, activation="silu")
-        # initial_states needs the channel-last layout (stride(1) == 1) for x and the state
+        # initial_states needs the channel-last layout (stride(1) == 1) for x and the state; time-major
+        # activations are channel-last already (made dense: x may be one half of in_proj's output)
         x_cl = x.transpose(1, 2).contiguous().transpose(1, 2)
+        if initial_state is None:
+            return conv_fn(x_cl, weight, bias, activation="silu")
         init_cl = initial_state.to(x.dtype).transpose(1, 2).contiguous().transpose(1, 2)
         return conv_fn(x_cl, weight, bias, initial_states=init_cl, activation="silu")
     xf = x.float()
