@@ -36,30 +36,11 @@ def grade(body):
 
 
 def mmvet_rows():
-    img = lambda c: Image.new("RGB", (5, 5), c)  # noqa: E731
-    return [
-        dict(
-            question_id="v1_0",
-            question="What number is written?",
-            answer="42",
-            capability=["ocr", "rec"],
-            image=img((1, 1, 1)),
-        ),
-        dict(
-            question_id="v1_1",
-            question="How much is 3+4?",
-            answer="7",
-            capability=["ocr", "math"],
-            image=img((2, 2, 2)),
-        ),
-        dict(
-            question_id="v1_2",
-            question="What cars are there?",
-            answer="red<AND>blue<AND>green",
-            capability=["rec", "spat"],
-            image=img((3, 3, 3)),
-        ),
-    ]
+    rows = [("What number is written?", "42", ["ocr", "rec"]),
+            ("How much is 3+4?", "7", ["ocr", "math"]),
+            ("What cars are there?", "red<AND>blue<AND>green", ["rec", "spat"])]
+    return [dict(question_id=f"v1_{i}", question=q, answer=a, capability=cap,
+                 image=Image.new("RGB", (5, 5), (i + 1,) * 3)) for i, (q, a, cap) in enumerate(rows)]
 
 
 PREDS = ["It says 42.", "Maybe 7?", "A red and a blue car"]
