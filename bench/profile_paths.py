@@ -102,6 +102,9 @@ def main():
     ap.add_argument("--skip-lm", action="store_true", help="skip the LM forward comparison (section 1)")
     ap.add_argument("--long-tokens", type=int, default=64)
     ap.add_argument("--long-batches", default="64,1", help="batch sizes of the profiled long-answer runs")
+    ap.add_argument("--eager", action="store_true",
+                    help="POPE path without CUDA graphs, GPU time per operator and input shape (graphed kernels "
+                         "carry no operator or shape)")
     a = ap.parse_args()
     dev = torch.device("cuda")
     lines = []
@@ -141,17 +144,21 @@ def main():
     )
     docs = pope_shaped_docs(a.images, 18)
     reqs = cap_new_tokens([pope.request(d, "llava") for d in docs], 2)
-    configure(adapter, prefix_cache=True, cuda_graphs=True, ignore_eos=True)
+    configure(adapter, prefix_cache=True, cuda_graphs=not a.eager, ignore_eos=True)
     t0 = time.perf_counter()
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], record_shapes=a.eager) as prof:
         r = timed_run(adapter, pope, "llava", docs, reqs, a.batch, "cuda", "p")
     wall = time.perf_counter() - t0
     lines += [
-        f"==== {a.model} POPE fast path, {len(docs)} questions, wall {wall:.2f}s (profiled), {r['samples_per_s']} q/s",
+        f"==== {a.model} POPE fast path{' (eager)' if a.eager else ''}, {len(docs)} questions, wall {wall:.2f}s "
+        f"(profiled), {r['samples_per_s']} q/s",
         regions(prof),
         prof.key_averages().table(sort_by="cpu_time_total", row_limit=25, max_name_column_width=60),
         table(prof, 25),
     ]
+    if a.eager:
+        lines.append(prof.key_averages(group_by_input_shape=True).table(
+            sort_by="cuda_time_total", row_limit=45, max_name_column_width=40, max_shapes_column_width=90))
     from mmeval.benchmark.workloads import LongAnswerTask, long_answer_docs
 
     long_task = LongAnswerTask(new_tokens=a.long_tokens)

@@ -28,6 +28,12 @@ SCRIPT = textwrap.dedent("""
                 ref, ref_last = selective_scan_ref(u, step, A, B, C, DD, zz, bb, sp, h, True)
                 out, last = triton_scan.short_scan(u, step, A, B, C, DD, zz, bb, sp, h, block_d=16)
                 worst = max(worst, (out - ref).abs().max().item(), (last - ref_last).abs().max().item())
+    # B and C as the mixer passes them: views [b, n, l] of one [(b l), R + 2N] projection
+    x_dbl = torch.randn(b * l, 5 + 2 * n)
+    Bv, Cv = (x_dbl[:, 5 + i * n: 5 + (i + 1) * n].view(b, l, n).transpose(1, 2) for i in range(2))
+    ref, ref_last = selective_scan_ref(u, dt, A, Bv.contiguous(), Cv.contiguous(), D, z, bias, True, h0, True)
+    out, last = triton_scan.short_scan(u, dt, A, Bv, Cv, D, z, bias, True, h0)
+    worst = max(worst, (out - ref).abs().max().item(), (last - ref_last).abs().max().item())
     # the padded sequence's last state is its state after 5 steps
     _, last5 = selective_scan_ref(u[1:2, :, :5], dt[1:2, :, :5], A, B[1:2, :, :5], C[1:2, :, :5], D, z[1:2, :, :5],
                                   bias, True, h0[1:2], True)

@@ -154,13 +154,16 @@ class MambaMixer(KeepsFP32Params):
         # channels is one contiguous load (ops.time_major_applies says which one runs).
         time_major = time_major_applies(hidden, kernel, ssm_state is not None)
         if time_major:
-            xz = F.linear(hs, self.in_proj.weight, self.in_proj.bias).view(Bsz, L, -1).permute(0, 2, 1)
+            # x and z as two products: each half dense, as the channel-last conv needs it (one product
+            # of both halves left x strided, and the conv's copy of it cost ~40% of the product)
+            di, w, bias = self.d_inner, self.in_proj.weight, self.in_proj.bias
+            x, z = (F.linear(hs, w[i * di:(i + 1) * di], None if bias is None else bias[i * di:(i + 1) * di])
+                    .view(Bsz, L, di).permute(0, 2, 1) for i in range(2))
         else:
             xz = self.in_proj.weight @ hs.t()  # [2 d_inner, b*l]
             if self.in_proj.bias is not None:
                 xz = xz + self.in_proj.bias[:, None]
-            xz = xz.view(2 * self.d_inner, Bsz, L).permute(1, 0, 2)  # [b, 2 d_inner, l]
-        x, z = xz.chunk(2, dim=1)
+            x, z = xz.view(2 * self.d_inner, Bsz, L).permute(1, 0, 2).chunk(2, dim=1)  # [b, d_inner, l] each
         init_conv = conv_state[:, :, 1:] if conv_state is not None else None
         new_conv = None
         if return_state:
@@ -179,8 +182,10 @@ class MambaMixer(KeepsFP32Params):
             else:
                 pad = torch.arange(L, device=x.device).view(1, 1, L) >= lengths.view(Bsz, 1, 1)
                 dt = dt.masked_fill(pad, float("-inf"))
-        Bm = x_dbl[:, self.dt_rank: self.dt_rank + self.d_state].view(Bsz, L, -1).transpose(1, 2).contiguous()
-        Cm = x_dbl[:, self.dt_rank + self.d_state:].view(Bsz, L, -1).transpose(1, 2).contiguous()
+        # views [b, n, l] of x_dbl: the Triton scan reads a step's n values as one vector; the
+        # mamba_ssm path makes them contiguous (ops._kernel_scan_fn)
+        Bm = x_dbl[:, self.dt_rank: self.dt_rank + self.d_state].view(Bsz, L, -1).transpose(1, 2)
+        Cm = x_dbl[:, self.dt_rank + self.d_state:].view(Bsz, L, -1).transpose(1, 2)
         A = self._A()
         res = selective_scan(xc, dt, A, Bm, Cm, self.D.float(), z=z, delta_bias=self._dt_bias(),
                              delta_softplus=True, initial_state=ssm_state, return_last_state=return_state,

@@ -277,7 +277,7 @@ def _kernel_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_so
     fn = _import_selective_scan_fn()
     D = D.float() if D is not None else None
     delta_bias = delta_bias.float() if delta_bias is not None else None
-    res = fn(u, delta, A.float(), B, C, D, z, delta_bias, delta_softplus, return_last_state)
+    res = fn(u, delta, A.float(), B.contiguous(), C.contiguous(), D, z, delta_bias, delta_softplus, return_last_state)
     if return_last_state:
         out, last = res
         return out, last.float()
@@ -298,12 +298,11 @@ def time_major_applies(hidden: Tensor, kernel: str, from_state: bool) -> bool:
 
 
 def _short_scan_applies(u: Tensor, B: Tensor, A: Tensor, from_state: bool) -> bool:
-    """Inference: the sequential Triton scan (triton_scan.py) beats mamba_ssm's kernel (plus the
-    initial-state correction from a state) on short sequences in either layout, and on the long
-    batches of time-major activations (triton_scan.time_major_wins). MMEVAL_TRITON_SCAN=0 turns it off."""
-    limit = triton_scan.STATE_SCAN_MAX_LEN if from_state else triton_scan.SHORT_SCAN_MAX_LEN
-    time_major = triton_scan.time_major_wins(u.shape[0], u.shape[-1], from_state) and u.stride(1) == 1
-    return ((time_major or u.shape[-1] <= limit) and _triton_scan_on() and triton_scan.available(u, B, A))
+    """Inference on time-major activations where the Triton scan (triton_scan.py) beats mamba_ssm's
+    kernel (plus the initial-state correction from a state): triton_scan.time_major_wins.
+    MMEVAL_TRITON_SCAN=0 turns it off."""
+    return (u.stride(1) == 1 and triton_scan.time_major_wins(u.shape[0], u.shape[-1], from_state)
+            and _triton_scan_on() and triton_scan.available(u, B, A))
 
 
 def selective_scan(
