@@ -28,6 +28,13 @@ SCRIPT = textwrap.dedent("""
                 ref, ref_last = selective_scan_ref(u, step, A, B, C, DD, zz, bb, sp, h, True)
                 out, last = triton_scan.short_scan(u, step, A, B, C, DD, zz, bb, sp, h, block_d=16)
                 worst = max(worst, (out - ref).abs().max().item(), (last - ref_last).abs().max().item())
+    # ragged lengths applied in the kernel == delta = -inf on the pad steps
+    lens = torch.tensor([7, 3, 5])
+    dpad = dt.masked_fill(torch.arange(l).view(1, 1, l) >= lens.view(b, 1, 1), float("-inf"))
+    for h in (h0, None):
+        ref, ref_last = selective_scan_ref(u, dpad, A, B, C, D, z, bias, True, h, True)
+        out, last = triton_scan.short_scan(u, dt, A, B, C, D, z, bias, True, h, lengths=lens, block_d=16)
+        worst = max(worst, (out - ref).abs().max().item(), (last - ref_last).abs().max().item())
     # B and C as the mixer passes them: views [b, n, l] of one [(b l), R + 2N] projection
     x_dbl = torch.randn(b * l, 5 + 2 * n)
     Bv, Cv = (x_dbl[:, 5 + i * n: 5 + (i + 1) * n].view(b, l, n).transpose(1, 2) for i in range(2))

@@ -317,19 +317,31 @@ def selective_scan(
     delta_softplus: bool = False,
     initial_state: Tensor | None = None,
     return_last_state: bool = False,
+    lengths: Tensor | None = None,
     kernel: str = "auto",
 ):
     """Selective scan with mamba_ssm ``selective_scan_fn`` shapes plus ``initial_state``.
+
+    ``lengths`` [b]: right padding; the steps from a row's length on get the raw step -inf (an
+    effective step of 0: the state passes them unchanged). The Triton kernel applies it as it reads
+    the steps; the other paths mask a copy of ``delta``.
 
     ``kernel``: 'auto' (CUDA kernel when on CUDA and mamba_ssm imports), 'ref' or 'cuda'.
     Returns ``out`` [b, d, l] (dtype of ``u``) or ``(out, last_state)`` (float32 [b, d, n]).
     On the kernel path the gradient does not flow through the returned last state of the
     zero-start scan (a mamba_ssm limitation); through ``out`` it does.
     """
-    if use_kernel(kernel, u, "scan"):
-        if _short_scan_applies(u, B, A, initial_state is not None):
-            out, last = triton_scan.short_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state)
-            return (out, last) if return_last_state else out
+    if lengths is not None and not delta_softplus:
+        raise ValueError("selective_scan: lengths needs delta_softplus=True (pad steps carry delta = -inf)")
+    on_kernel = use_kernel(kernel, u, "scan")
+    if on_kernel and _short_scan_applies(u, B, A, initial_state is not None):
+        out, last = triton_scan.short_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state,
+                                           lengths=lengths)
+        return (out, last) if return_last_state else out
+    if lengths is not None:
+        pad = torch.arange(u.shape[-1], device=u.device).view(1, 1, -1) >= lengths.view(-1, 1, 1)
+        delta = delta.masked_fill(pad, float("-inf"))
+    if on_kernel:
         return selective_scan_from_zero_with_correction(
             _kernel_scan_fn, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
             initial_state, return_last_state,

@@ -74,13 +74,13 @@ if triton is not None:
         return x, dt, zt, tl.load(B_row + t * s_bl), tl.load(C_row + t * s_cl)
 
     @triton.jit
-    def _short_scan_kernel(u_ptr, dt_ptr, At_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h0_ptr, out_ptr, hT_ptr,
-                           Dm, L, s_an,
+    def _short_scan_kernel(u_ptr, dt_ptr, At_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h0_ptr, len_ptr, out_ptr,
+                           hT_ptr, Dm, L, s_an,
                            s_ub, s_ud, s_ul, s_tb, s_td, s_tl, s_bb, s_bn, s_bl, s_cb, s_cn, s_cl,
                            s_zb, s_zd, s_zl, s_hb, s_hd, s_hn, s_ob, s_od, s_ol, s_Hb, s_Hd, s_Hn,
                            N: tl.constexpr, BLOCK_D: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                            HAS_BIAS: tl.constexpr, HAS_H0: tl.constexpr, SOFTPLUS: tl.constexpr,
-                           FAST: tl.constexpr):
+                           HAS_LEN: tl.constexpr, FAST: tl.constexpr):
         LOG2E: tl.constexpr = 1.4426950408889634
         LN2: tl.constexpr = 0.6931471805599453
         b = tl.program_id(0)
@@ -102,6 +102,8 @@ if triton is not None:
             Dv = tl.load(D_ptr + offs_d, mask=md, other=0.0)
         if HAS_BIAS:
             bias = tl.load(bias_ptr + offs_d, mask=md, other=0.0)
+        if HAS_LEN:
+            length = tl.load(len_ptr + b)
         u_row = u_ptr + b * s_ub + offs_d * s_ud
         dt_row = dt_ptr + b * s_tb + offs_d * s_td
         z_row = z_ptr + b * s_zb + offs_d * s_zd
@@ -121,6 +123,8 @@ if triton is not None:
                 dt = dt + bias
             if SOFTPLUS:
                 dt = tl.where(dt <= 20.0, _log2(1.0 + _exp2(dt * LOG2E, FAST), FAST) * LN2, dt)
+            if HAS_LEN:  # a pad step: effective step 0, the state passes unchanged
+                dt = tl.where(t < length, dt, 0.0)
             # A arrives multiplied by log2(e): exp(dt A) = 2^(dt A log2 e)
             h = _exp2(dt[:, None] * A, FAST) * h + (dt * x)[:, None] * Bt.to(tl.float32)[None, :]
             y = tl.sum(h * Ct.to(tl.float32)[None, :], axis=1)
@@ -144,9 +148,11 @@ def available(u: torch.Tensor, B: torch.Tensor, A: torch.Tensor) -> bool:
 def short_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
                D: torch.Tensor | None = None, z: torch.Tensor | None = None, delta_bias: torch.Tensor | None = None,
                delta_softplus: bool = False, initial_state: torch.Tensor | None = None,
-               block_d: int | None = None, num_warps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               lengths: torch.Tensor | None = None, block_d: int | None = None,
+               num_warps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """u, delta, z [b, d, l] (any strides); A [d, n]; B, C [b, n, l]; D, delta_bias [d];
-    initial_state [b, d, n] (None: zeros). Returns (out [b, d, l] in u's dtype, last state
+    initial_state [b, d, n] (None: zeros); lengths [b] (None: all l; steps from a row's length on
+    are pad steps, as with delta = -inf). Returns (out [b, d, l] in u's dtype, last state
     [b, d, n] float32). No autograd."""
     b, d, L = u.shape
     n = A.shape[-1]
@@ -163,12 +169,13 @@ def short_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.T
     zz = z if z is not None else u
     grid = (b, triton.cdiv(d, block_d))
     _short_scan_kernel[grid](
-        u, delta, At, B, C, Dv, zz, bias, h0, out, last, d, L, At.stride(0),
+        u, delta, At, B, C, Dv, zz, bias, h0, lengths if lengths is not None else At, out, last, d, L, At.stride(0),
         u.stride(0), u.stride(1), u.stride(2), delta.stride(0), delta.stride(1), delta.stride(2),
         B.stride(0), B.stride(1), B.stride(2), C.stride(0), C.stride(1), C.stride(2),
         zz.stride(0), zz.stride(1), zz.stride(2), h0.stride(0), h0.stride(1), h0.stride(2),
         out.stride(0), out.stride(1), out.stride(2), last.stride(0), last.stride(1), last.stride(2),
         N=n, BLOCK_D=block_d, HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-        HAS_H0=initial_state is not None, SOFTPLUS=bool(delta_softplus), FAST=u.is_cuda,
+        HAS_H0=initial_state is not None, SOFTPLUS=bool(delta_softplus),
+        HAS_LEN=lengths is not None, FAST=u.is_cuda,
         num_warps=num_warps)
     return out, last
