@@ -146,8 +146,9 @@ def test_mock_loglikelihood(registered):
 def test_model_args_reach_the_adapter(registered):
     from mmeval.errors import UnknownNameError
 
-    lm = registered.get_model("mmeval").create_from_arg_string("adapter=mock,seed=007,answers=Yes|No",
-                                                               {"batch_size": "auto", "max_batch_size": 3})
+    with pytest.warns(UserWarning, match="no automatic batch size; using batch_size=3"):
+        lm = registered.get_model("mmeval").create_from_arg_string("adapter=mock,seed=007,answers=Yes|No",
+                                                                   {"batch_size": "auto", "max_batch_size": 3})
     assert lm.adapter.seed == 7 and lm.adapter.answers == ("Yes", "No") and lm.batch_size == 3
     with pytest.raises(UnknownNameError, match="pretrained"):
         registered.get_model("mmeval_mock").create_from_arg_string("pretrained=x", {})
