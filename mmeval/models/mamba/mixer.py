@@ -144,7 +144,7 @@ class MambaMixer(KeepsFP32Params):
         each sequence's last real inputs. The given states are never modified.
         ``length_range``: (shortest, longest) of ``lengths`` when the caller knows it on the host;
         it lets equal lengths (padding only for alignment) mask a slice, and lengths of at least
-        the conv width take the conv state from x without concatenating the whole sequence."""
+        the conv width take the conv state from x alone."""
         Bsz, L, _ = hidden.shape
         hs = hidden.reshape(Bsz * L, -1)
         # Activations are matrices viewed as [b, d, l], never copied into another layout between the
