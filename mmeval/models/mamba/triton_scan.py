@@ -31,8 +31,8 @@ except Exception:  # noqa: BLE001 - optional on CPU-only installs
 # activations, GPU ms per layer, ours vs mamba_ssm's): from zero 29 x 736 tokens 1.14 vs 4.13, 4 x 736
 # 0.50 vs 0.60, 29 x 256 0.42 vs 0.69, but 1 x 736 0.32 vs 0.17 (one row: mamba_ssm's kernel splits
 # the time axis among threads, this one walks it); from a state 512 x 24 0.79 vs 30.4 and 64 x 24
-# 0.14 vs 3.9 (mamba_ssm cannot start from a state: its path adds a correction term). Up to 256 steps
-# from a state this kernel wins even for one row.
+# 0.14 vs 3.9 (mamba_ssm cannot start from a state: its path adds a correction term). From a state
+# the earlier kernel's rule stands (up to 256 steps at any batch); this one is faster than it there.
 TIME_MAJOR_MIN_BATCH = 4
 STATE_SCAN_MAX_LEN = 256
 TILE = (64, 2)  # (channels, warps) per program: one channel per thread (see the kernel)
@@ -176,6 +176,6 @@ def short_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.T
         out.stride(0), out.stride(1), out.stride(2), last.stride(0), last.stride(1), last.stride(2),
         N=n, BLOCK_D=block_d, HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         HAS_H0=initial_state is not None, SOFTPLUS=bool(delta_softplus),
-        HAS_LEN=lengths is not None, FAST=u.is_cuda,
+        HAS_LEN=lengths is not None, FAST=u.is_cuda and torch.version.hip is None,  # inline PTX: NVIDIA only
         num_warps=num_warps)
     return out, last
